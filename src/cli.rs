@@ -1,0 +1,184 @@
+//! Command-line interface: one binary, one subcommand per role.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{auth::Role, config::Override};
+
+pub const VERSION_LONG: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CLASSBOX_GIT_COMMIT"),
+    ", ",
+    env!("CLASSBOX_TARGET"),
+    ")"
+);
+
+#[derive(Parser, Debug)]
+#[command(name = "classbox", version = VERSION_LONG, about = "Brings a remote teacher into the classroom live over a poor school link")]
+pub struct Cli {
+    /// Config file (TOML). Default: /etc/classbox/classbox.toml if it exists.
+    #[arg(long, short, global = true, env = "CLASSBOX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one config key, e.g. --set classroom.latency_budget_ms=300 (repeatable).
+    #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Validate the configuration, print what would run, and exit.
+    #[arg(long, global = true)]
+    pub check: bool,
+    /// More detailed logs.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The appliance daemon: dial out to the relay, show the lesson, serve the page.
+    Classroom(ClassroomArgs),
+    /// The teacher's end: capture, encode, publish the lesson.
+    Teacher(TeacherArgs),
+    /// The public relay boxes and teachers dial out to (rooms, tokens, fan-out).
+    Relay(RelayArgs),
+    /// Relay, classroom and teacher in one process on loopback with test sources.
+    Demo(DemoArgs),
+    /// What this machine has (GStreamer, codecs, sinks), what will be used, and why.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LinkArgs {
+    /// Relay address, host:port [link.relay].
+    #[arg(long)]
+    pub relay: Option<String>,
+    /// Room (lesson) name [link.room].
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Token from `classbox relay token` [link.token]. Prefer link.token_file.
+    #[arg(long, env = "CLASSBOX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// SHA-256 fingerprint of the relay's certificate [link.fingerprint].
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ClassroomArgs {
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// Where the web page listens [classroom.web_listen].
+    #[arg(long)]
+    pub web: Option<String>,
+    /// Decode without showing anything [classroom.display=headless].
+    #[arg(long)]
+    pub headless: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TeacherArgs {
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// Stop after this many seconds (scripts and tests).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    /// UDP address to listen on [relay.listen].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Certificate, key and token key live here [relay.state_dir].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<RelayAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RelayAction {
+    /// Issue a room-scoped, expiring token for a teacher or a box.
+    Token {
+        #[arg(long)]
+        room: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Lifetime: 90m, 8h, 30d, ...
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+    },
+    /// Print the relay certificate's SHA-256 fingerprint (what clients pin).
+    Fingerprint,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// No window, no sound device.
+    #[arg(long)]
+    pub headless: bool,
+    /// Where the demo's web page listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub web: String,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// Flags that set config keys, in the order they override.
+    pub fn overrides(&self) -> Result<Vec<Override>, crate::config::ConfigError> {
+        let mut out = Vec::new();
+        for set in &self.set {
+            out.push(Override::parse_flag(set)?);
+        }
+        let link = |out: &mut Vec<Override>, link: &LinkArgs| {
+            let pairs = [
+                ("link.relay", "--relay", &link.relay),
+                ("link.room", "--room", &link.room),
+                ("link.token", "--token", &link.token),
+                ("link.fingerprint", "--fingerprint", &link.fingerprint),
+            ];
+            for (key, flag, value) in pairs {
+                if let Some(v) = value {
+                    // Quote: these are always strings (a room may look like a number).
+                    out.push(Override::flag(key, flag, toml::Value::String(v.clone())));
+                }
+            }
+        };
+        match &self.command {
+            Command::Classroom(a) => {
+                link(&mut out, &a.link);
+                if let Some(web) = &a.web {
+                    out.push(Override::flag("classroom.web_listen", "--web", toml::Value::String(web.clone())));
+                }
+                if a.headless {
+                    out.push(Override::flag("classroom.display", "--headless", "\"headless\""));
+                }
+            }
+            Command::Teacher(a) => link(&mut out, &a.link),
+            Command::Relay(a) => {
+                if let Some(listen) = &a.listen {
+                    out.push(Override::flag("relay.listen", "--listen", toml::Value::String(listen.clone())));
+                }
+                if let Some(dir) = &a.state_dir {
+                    out.push(Override::flag(
+                        "relay.state_dir",
+                        "--state-dir",
+                        toml::Value::String(dir.display().to_string()),
+                    ));
+                }
+            }
+            Command::Demo(_) | Command::Doctor(_) => {}
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,536 @@
+//! One configuration type for the TOML file, environment variables and flags.
+//!
+//! In: `/etc/classbox/classbox.toml` (or `--config`), then `CLASSBOX_<SECTION>_<KEY>`
+//! variables, then flags (`--set section.key=value` and the role shortcuts), each
+//! overriding the one before. Out: a validated [`Config`], or a [`ConfigError`] that
+//! names the key, where the value came from and what is wrong with it.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the daemon looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/classbox/classbox.toml";
+const ENV_PREFIX: &str = "CLASSBOX_";
+const SECTIONS: &[&str] = &["link", "classroom", "teacher", "relay", "media"];
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub link: LinkConfig,
+    pub classroom: ClassroomConfig,
+    pub teacher: TeacherConfig,
+    pub relay: RelayConfig,
+    pub media: MediaConfig,
+}
+
+/// How a box or a teacher reaches the relay.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// `host:port` of the relay (ours or a moq-relay).
+    pub relay: Option<String>,
+    /// SHA-256 of the relay's certificate (hex, colons allowed, optional `sha256:`).
+    /// Unset: the relay must present a certificate a system CA signed.
+    pub fingerprint: Option<String>,
+    /// The room (lesson) this box or teacher belongs to.
+    pub room: String,
+    /// A token from `classbox relay token`.
+    pub token: Option<String>,
+    /// A file holding the token (keeps it out of the main config and the process list).
+    pub token_file: Option<PathBuf>,
+    /// Longest wait between reconnect attempts, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            relay: None,
+            fingerprint: None,
+            room: "demo".into(),
+            token: None,
+            token_file: None,
+            max_backoff_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayMode {
+    /// A window where a display server exists, otherwise headless.
+    Auto,
+    Window,
+    Headless,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassroomConfig {
+    /// Shown on the page and the display.
+    pub name: String,
+    /// Where the box's web page listens.
+    pub web_listen: String,
+    pub display: DisplayMode,
+    /// Frames older than this (behind the live edge) are skipped, never queued.
+    pub latency_budget_ms: u64,
+    /// Where the box keeps its state. Unset: `$STATE_DIRECTORY`, else XDG state dir.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for ClassroomConfig {
+    fn default() -> Self {
+        Self {
+            name: "Classroom".into(),
+            web_listen: "127.0.0.1:8080".into(),
+            display: DisplayMode::Auto,
+            latency_budget_ms: 400,
+            state_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherConfig {
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+    /// Keyframe (group) interval in frames.
+    pub keyframe_interval: u32,
+    /// Use test sources (moving picture, tone) instead of a camera and microphone.
+    pub test_sources: bool,
+}
+
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        Self {
+            width: 640,
+            height: 360,
+            framerate: 30,
+            video_kbps: 800,
+            audio_kbps: 32,
+            keyframe_interval: 30,
+            test_sources: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// UDP address the relay listens on.
+    pub listen: String,
+    /// Certificate, key and token-signing key live here.
+    pub state_dir: Option<PathBuf>,
+    /// Host names and addresses put in the self-signed certificate.
+    pub names: Vec<String>,
+    /// Use this certificate chain (PEM) instead of generating one.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "[::]:4443".into(),
+            state_dir: None,
+            names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// `auto` probes; or name a profile from `gst-pipelines/` to force it.
+    pub profile: String,
+    /// Read pipeline descriptions from here instead of the built-in copies.
+    pub pipelines_dir: Option<PathBuf>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            profile: "auto".into(),
+            pipelines_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}` (from {origin}): {message}")]
+    Key {
+        key: String,
+        origin: String,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Override { origin: String, message: String },
+}
+
+/// One override: `section.key` set to a value, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub key: String,
+    pub value: String,
+    pub origin: String,
+}
+
+impl Override {
+    /// Parse `section.key=value` from a `--set` flag.
+    pub fn parse_flag(text: &str) -> Result<Self, ConfigError> {
+        let (key, value) = text.split_once('=').ok_or_else(|| ConfigError::Override {
+            origin: format!("--set {text}"),
+            message: "expected section.key=value".into(),
+        })?;
+        Ok(Self {
+            key: key.trim().to_string(),
+            value: value.to_string(),
+            origin: format!("--set {key}"),
+        })
+    }
+
+    /// A flag that maps to one key, e.g. `--relay` to `link.relay`.
+    pub fn flag(key: &str, flag: &str, value: impl ToString) -> Self {
+        Self {
+            key: key.into(),
+            value: value.to_string(),
+            origin: format!("flag {flag}"),
+        }
+    }
+}
+
+/// Overrides from `CLASSBOX_<SECTION>_<KEY>` variables. Variables whose first word
+/// is not a config section (`CLASSBOX_CONFIG`, `CLASSBOX_LOG`, ...) are not config keys.
+pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = lower.split_once('_') else { continue };
+        if !SECTIONS.contains(&section) {
+            continue;
+        }
+        out.push(Override {
+            key: format!("{section}.{key}"),
+            value,
+            origin: format!("environment variable {name}"),
+        });
+    }
+    out
+}
+
+impl Config {
+    /// Load from `path` (a missing file is fine only at the default path) and apply overrides.
+    pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Self, ConfigError> {
+        let (text, path) = match path {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?,
+                path.to_path_buf(),
+            ),
+            None => match std::fs::read_to_string(DEFAULT_PATH) {
+                Ok(text) => (text, DEFAULT_PATH.into()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), DEFAULT_PATH.into()),
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: DEFAULT_PATH.into(),
+                        source,
+                    });
+                }
+            },
+        };
+        Self::from_toml(&text, &path, overrides)
+    }
+
+    /// Parse TOML text, apply overrides, deserialize and validate.
+    pub fn from_toml(text: &str, path: &Path, overrides: &[Override]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
+        for o in overrides {
+            apply_override(&mut table, o)?;
+            origins.insert(o.key.clone(), o.origin.clone());
+        }
+        let origin_of = |key: &str| {
+            origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| format!("config file {}", path.display()))
+        };
+
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().to_string();
+            // An unknown key is reported at its parent; name the key itself.
+            let key = match message.split('`').nth(1) {
+                Some(field) if message.starts_with("unknown field") => {
+                    if key == "." { field.to_string() } else { format!("{key}.{field}") }
+                }
+                _ => key,
+            };
+            ConfigError::Key {
+                origin: origin_of(&key),
+                key,
+                message,
+            }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::Key {
+            origin: origin_of(key),
+            key: key.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot express. Returns the offending key and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(relay) = &self.link.relay {
+            parse_host_port(relay).map_err(|m| ("link.relay", m))?;
+        }
+        if let Some(fp) = &self.link.fingerprint {
+            parse_fingerprint(fp).map_err(|m| ("link.fingerprint", m))?;
+        }
+        validate_room(&self.link.room).map_err(|m| ("link.room", m))?;
+        if self.link.max_backoff_secs == 0 || self.link.max_backoff_secs > 600 {
+            return Err(("link.max_backoff_secs", "must be between 1 and 600 seconds".into()));
+        }
+        self.classroom
+            .web_listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ("classroom.web_listen", format!("not an address like 127.0.0.1:8080: {e}")))?;
+        if !(50..=5000).contains(&self.classroom.latency_budget_ms) {
+            return Err(("classroom.latency_budget_ms", "must be between 50 and 5000 ms".into()));
+        }
+        let t = &self.teacher;
+        if !(16..=3840).contains(&t.width) || t.width % 2 != 0 {
+            return Err(("teacher.width", "must be an even number of pixels from 16 to 3840".into()));
+        }
+        if !(16..=2160).contains(&t.height) || t.height % 2 != 0 {
+            return Err(("teacher.height", "must be an even number of pixels from 16 to 2160".into()));
+        }
+        if !(1..=60).contains(&t.framerate) {
+            return Err(("teacher.framerate", "must be from 1 to 60 frames per second".into()));
+        }
+        if !(50..=20_000).contains(&t.video_kbps) {
+            return Err(("teacher.video_kbps", "must be from 50 to 20000 kbit/s".into()));
+        }
+        if !(6..=256).contains(&t.audio_kbps) {
+            return Err(("teacher.audio_kbps", "must be from 6 to 256 kbit/s".into()));
+        }
+        if !(1..=600).contains(&t.keyframe_interval) {
+            return Err(("teacher.keyframe_interval", "must be from 1 to 600 frames".into()));
+        }
+        self.relay
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ("relay.listen", format!("not an address like [::]:4443: {e}")))?;
+        if self.relay.tls_cert.is_some() != self.relay.tls_key.is_some() {
+            return Err(("relay.tls_cert", "tls_cert and tls_key must be given together".into()));
+        }
+        if self.relay.max_connections == 0 {
+            return Err(("relay.max_connections", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn latency_budget(&self) -> Duration {
+        Duration::from_millis(self.classroom.latency_budget_ms)
+    }
+
+    /// The token from `link.token` or `link.token_file`.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(token) = &self.link.token {
+            return Ok(Some(token.trim().to_string()));
+        }
+        match &self.link.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(t.trim().to_string()))
+                .map_err(|e| ConfigError::Key {
+                    key: "link.token_file".into(),
+                    origin: "config".into(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                }),
+            None => Ok(None),
+        }
+    }
+}
+
+fn apply_override(table: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {
+    let bad = |message: String| ConfigError::Override {
+        origin: o.origin.clone(),
+        message,
+    };
+    let (section, key) = o
+        .key
+        .split_once('.')
+        .ok_or_else(|| bad(format!("`{}` is not a section.key name", o.key)))?;
+    if !SECTIONS.contains(&section) {
+        return Err(bad(format!("unknown section `{section}` (expected one of {})", SECTIONS.join(", "))));
+    }
+    // A value that reads as TOML (a number, a bool, a quoted string, an array) is taken
+    // as such; anything else is a plain string, so `--set link.room=maths` just works.
+    let value = format!("v = {}", o.value)
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(o.value.clone()));
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    let section_table = entry
+        .as_table_mut()
+        .ok_or_else(|| bad(format!("`{section}` in the config file is not a table")))?;
+    section_table.insert(key.to_string(), value);
+    Ok(())
+}
+
+/// `host:port`, where host may be a name, an IPv4 address or a bracketed IPv6 address.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` is not host:port (e.g. relay.example.org:4443)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` in `{text}` is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host name"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// A SHA-256 fingerprint: 64 hex digits, colons allowed, optional `sha256:` prefix.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let hex: String = text
+        .trim()
+        .trim_start_matches("sha256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("expected a SHA-256 fingerprint: 64 hex digits (colons allowed)".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
+    }
+    Ok(out)
+}
+
+/// Room names become moq broadcast path prefixes: keep them to a safe alphabet.
+pub fn validate_room(room: &str) -> Result<(), String> {
+    let ok = !room.is_empty()
+        && room.len() <= 64
+        && room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err("a room is 1-64 characters of letters, digits, '-', '_' or '.'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, overrides: &[Override]) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), overrides)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.link.room, "demo");
+        assert_eq!(config.classroom.latency_budget_ms, 400);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load("[link]\nrelya = \"x:1\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`link.relya`"), "{err}");
+        let err = load("[lnik]\nrelay = \"x:1\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`lnik`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_file() {
+        let err = load("[classroom]\nlatency_budget_ms = \"soon\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`classroom.latency_budget_ms`"), "{err}");
+        assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key() {
+        let err = load("[link]\nrelay = \"no-port\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`link.relay`") && err.contains("host:port"), "{err}");
+        let err = load("[link]\nfingerprint = \"abc\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`link.fingerprint`"), "{err}");
+        let err = load("[teacher]\nwidth = 641\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`teacher.width`"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_is_reported() {
+        let err = load("[link\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    }
+
+    #[test]
+    fn env_then_flags_override_file_and_are_blamed() {
+        let env = env_overrides(vec![
+            ("CLASSBOX_LINK_ROOM".to_string(), "maths".to_string()),
+            ("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS".to_string(), "250".to_string()),
+            ("CLASSBOX_CONFIG".to_string(), "/ignored".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ]);
+        assert_eq!(env.len(), 2);
+        let mut all = env.clone();
+        all.push(Override::parse_flag("link.room=physics").unwrap());
+        let config = load("[link]\nroom = \"art\"\n", &all).unwrap();
+        assert_eq!(config.link.room, "physics");
+        assert_eq!(config.classroom.latency_budget_ms, 250);
+
+        let bad = env_overrides(vec![("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS".into(), "9".into())]);
+        let err = load("", &bad).unwrap_err().to_string();
+        assert!(err.contains("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS"), "{err}");
+        let err = load("", &[Override::parse_flag("nosuch.key=1").unwrap()]).unwrap_err().to_string();
+        assert!(err.contains("unknown section `nosuch`"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_forms() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&hex).unwrap(), [0xab; 32]);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&format!("sha256:{colons}")).unwrap(), [0xab; 32]);
+    }
+}

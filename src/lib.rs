@@ -1,0 +1,27 @@
+//! classbox: brings a remote teacher into the classroom live over a poor school link.
+//!
+//! ```text
+//! teacher:   capture (media) -> encode (media) -> Frame -> publish (transport, moq-lite/QUIC)
+//!                                                              |
+//! relay:                          rooms + tokens (relay) around moq-net's fan-out origin
+//!                                                              |
+//! classroom: subscribe (transport) -> Frame -> decode (media) -> display + speakers
+//!            LessonStats -> web page (web)
+//! ```
+//!
+//! `media` (GStreamer) and `transport` (quinn) never import each other: they meet
+//! through [`frame::Frame`] and [`stats::LessonStats`], wired together in [`roles`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod frame;
+pub mod media;
+pub mod relay;
+pub mod roles;
+pub mod shutdown;
+pub mod state;
+pub mod stats;
+pub mod telemetry;
+pub mod transport;
+pub mod web;

@@ -1,0 +1,131 @@
+//! Teacher capture: camera + microphone (or test sources) -> encoders -> Frames.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+
+use super::{MediaError, pipeline, probe::Profile};
+use crate::frame::{Frame, TrackKind, unix_micros};
+
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+    pub keyframe_interval: u32,
+    /// Moving test picture and a tone instead of a camera and microphone.
+    pub test_sources: bool,
+    pub pipelines_dir: Option<PathBuf>,
+}
+
+/// A running capture pipeline. Dropping it stops the pipeline (state Null).
+pub struct Capture {
+    pipeline: gst::Pipeline,
+    encoder: gst::Element,
+    profile: Profile,
+    _bus: tokio::task::JoinHandle<()>,
+}
+
+impl Capture {
+    /// Build and start capture; frames go to `out`. Errors on the bus go to `errors`.
+    pub async fn start(
+        profile: &Profile,
+        settings: &CaptureSettings,
+        out: mpsc::Sender<Frame>,
+        errors: Option<mpsc::UnboundedSender<MediaError>>,
+    ) -> Result<Self, MediaError> {
+        let (video_source, audio_source) = if settings.test_sources {
+            (
+                "videotestsrc is-live=true pattern=ball motion=sweep background-color=0xff204060".to_string(),
+                "audiotestsrc is-live=true wave=sine freq=440 volume=0.3".to_string(),
+            )
+        } else {
+            ("autovideosrc".to_string(), "autoaudiosrc".to_string())
+        };
+        let vars = BTreeMap::from([
+            ("VIDEO_SOURCE", video_source),
+            ("AUDIO_SOURCE", audio_source),
+            ("WIDTH", settings.width.to_string()),
+            ("HEIGHT", settings.height.to_string()),
+            ("FRAMERATE", settings.framerate.to_string()),
+            (
+                "H264_ENCODER",
+                profile.encoder().launch(settings.video_kbps, settings.keyframe_interval),
+            ),
+            ("AUDIO_BPS", (settings.audio_kbps * 1000).to_string()),
+        ]);
+        let pipeline = pipeline::build(settings.pipelines_dir.as_deref(), &profile.name, "teacher", &vars)?;
+        let encoder: gst::Element = pipeline::element(&pipeline, "video_encoder")?;
+        for (name, kind) in [("video_out", TrackKind::Video), ("audio_out", TrackKind::Audio)] {
+            let sink: gst_app::AppSink = pipeline::element(&pipeline, name)?;
+            sink.set_callbacks(frame_callbacks(kind, out.clone()));
+        }
+        let bus = super::watch_bus(&pipeline, "teacher-capture", errors);
+        super::set_state(&pipeline, gst::State::Playing).await?;
+        Ok(Self {
+            pipeline,
+            encoder,
+            profile: profile.clone(),
+            _bus: bus,
+        })
+    }
+
+    /// Change the video bitrate while running (through the quirk table).
+    pub fn set_video_bitrate(&self, kbps: u32) {
+        self.profile.encoder().set_bitrate(&self.encoder, kbps);
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Turn each encoded sample into a Frame stamped with its capture time.
+fn frame_callbacks(kind: TrackKind, out: mpsc::Sender<Frame>) -> gst_app::AppSinkCallbacks {
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    gst_app::AppSinkCallbacks::builder()
+        .new_sample(move |sink| {
+            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+            let frame = Frame {
+                track: kind,
+                keyframe: kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                capture_us: capture_time_us(sink.upcast_ref(), pts),
+                pts_us: pts.useconds(),
+                payload: Bytes::copy_from_slice(&map),
+            };
+            // Never block the streaming thread: a full queue means the network side
+            // stalled, and a late frame is worth less than the next one.
+            if out.try_send(frame).is_err() {
+                let n = dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n % 100 == 0 {
+                    tracing::warn!(track = kind.track_name(), dropped = n + 1, "capture queue full; dropping frames");
+                }
+            }
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build()
+}
+
+/// The wall-clock time at which a live source captured the buffer with `pts`:
+/// now, minus how long ago (on the pipeline clock) running time `pts` was.
+fn capture_time_us(element: &gst::Element, pts: gst::ClockTime) -> u64 {
+    let now_wall = unix_micros();
+    let (Some(clock), Some(base)) = (element.clock(), element.base_time()) else {
+        return now_wall;
+    };
+    let now_clock = clock.time().unwrap_or(gst::ClockTime::ZERO);
+    let captured_clock = base + pts;
+    let age_us = now_clock.saturating_sub(captured_clock).useconds();
+    now_wall.saturating_sub(age_us)
+}

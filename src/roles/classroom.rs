@@ -1,0 +1,178 @@
+//! Classroom: relay -> subscriber (moq-lite, QUIC) -> Frame -> decode (gst) -> display
+//! and speakers; the web page shows how it goes.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    frame::TrackKind,
+    media::{
+        self,
+        display::{Display, DisplaySettings, Output},
+        probe::Profile,
+    },
+    stats::LessonStats,
+    transport::{TEACHER_BROADCAST, catalog::Catalog, link::Link, subscribe},
+    web::{PageInfo, WebServer, WebState},
+};
+
+/// Run the classroom until `shutdown`. `web`: a bound page server to run alongside.
+pub async fn run(
+    config: &Config,
+    stats: Arc<LessonStats>,
+    web: Option<WebServer>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    media::init()?;
+    let profile = media::probe::choose(&config.media.profile)?;
+    let link = Link::new(super::link_settings(config)?)?;
+    let output = Output::detect(config.classroom.display);
+    tracing::info!(profile = %profile.name, reason = %profile.reason, ?output, "classroom media profile");
+
+    let origin = super::spawn_origin();
+    let mut tasks = vec![tokio::spawn({
+        let stats = stats.clone();
+        let shutdown = shutdown.clone();
+        async move { stats.run_sampler(shutdown).await }
+    })];
+    if let Some(web) = web {
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = web.run(shutdown).await {
+                tracing::error!(error = %e, "web page stopped");
+            }
+        }));
+    }
+    let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), false, shutdown.clone()));
+
+    // Watch for the teacher's broadcast; each time it appears (first start, teacher
+    // reconnect, relay restart) subscribe afresh. The display outlives lessons.
+    let consumer = origin.consume();
+    let mut announced = consumer.announced();
+    let mut display: Option<(Catalog, Arc<Display>)> = None;
+    let mut lesson: Option<JoinHandle<()>> = None;
+    loop {
+        let update = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            update = announced.next() => match update {
+                Some(update) => update,
+                None => break,
+            },
+        };
+        if update.prefix.as_str() != TEACHER_BROADCAST {
+            continue;
+        }
+        if let Some(old) = lesson.take() {
+            old.abort();
+        }
+        if !update.kind.is_active() {
+            tracing::info!("teacher went offline; waiting");
+            continue;
+        }
+        let broadcast = match consumer.request_broadcast(TEACHER_BROADCAST).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the teacher's broadcast");
+                continue;
+            }
+        };
+        let catalog = match subscribe::read_catalog(&broadcast).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the lesson catalog");
+                continue;
+            }
+        };
+        let current = match display.take() {
+            Some((c, d)) if c == catalog => d,
+            _ => Arc::new(start_display(&profile, &catalog, output, config, &stats).await?),
+        };
+        display = Some((catalog, current.clone()));
+        tracing::info!("lesson started");
+        lesson = Some(tokio::spawn(play_lesson(broadcast, current, config.latency_budget(), stats.clone())));
+    }
+
+    if let Some(l) = lesson.take() {
+        l.abort();
+    }
+    drop(display);
+    shutdown.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    link_task.await??;
+    Ok(())
+}
+
+async fn start_display(
+    profile: &Profile,
+    catalog: &Catalog,
+    output: Output,
+    config: &Config,
+    stats: &Arc<LessonStats>,
+) -> anyhow::Result<Display> {
+    let audio = catalog.audio.clone().unwrap_or(crate::transport::catalog::AudioInfo {
+        codec: "opus".into(),
+        rate: 48_000,
+        channels: 1,
+    });
+    Ok(Display::start(
+        profile,
+        &DisplaySettings {
+            output,
+            audio_rate: audio.rate,
+            audio_channels: audio.channels,
+            pipelines_dir: config.media.pipelines_dir.clone(),
+        },
+        stats.clone(),
+        None,
+    )
+    .await?)
+}
+
+/// Forward both tracks of one teacher broadcast into the display until it ends.
+async fn play_lesson(
+    broadcast: moq_net::broadcast::Consumer,
+    display: Arc<Display>,
+    budget: std::time::Duration,
+    stats: Arc<LessonStats>,
+) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let video = subscribe::forward_track(&broadcast, TrackKind::Video, budget, tx.clone(), &stats);
+    // Audio tolerates a little more reordering than video: a gap is worse than a delay.
+    let audio = subscribe::forward_track(&broadcast, TrackKind::Audio, budget, tx, &stats);
+    let feed = async {
+        while let Some(frame) = rx.recv().await {
+            if let Err(e) = display.push(frame) {
+                tracing::warn!(error = %e, "display refused a frame");
+            }
+        }
+    };
+    let (v, a, ()) = tokio::join!(video, audio, feed);
+    for (name, result) in [("video", v), ("audio", a)] {
+        if let Err(e) = result {
+            tracing::info!(track = name, error = %e, "track ended");
+        }
+    }
+}
+
+/// Bind the page server for `config` (the caller prints or logs the URL).
+pub async fn bind_web(config: &Config, stats: Arc<LessonStats>, profile: &str) -> anyhow::Result<WebServer> {
+    let addr: SocketAddr = config.classroom.web_listen.parse()?;
+    let state = WebState {
+        stats,
+        info: PageInfo {
+            classroom: config.classroom.name.clone(),
+            room: config.link.room.clone(),
+            relay: config.link.relay.clone().unwrap_or_default(),
+            profile: profile.to_string(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    };
+    WebServer::bind(addr, state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (classroom.web_listen): {e}"))
+}

@@ -1,0 +1,286 @@
+//! Live lesson figures, written by the transport and media stages, read by the web page,
+//! the logs and the tests. Knows neither GStreamer nor QUIC.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::frame::{Frame, TrackKind, unix_micros};
+
+/// The state of the link to the relay, as the page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LinkState {
+    Idle,
+    Connecting,
+    Connected {
+        rtt_ms: f64,
+        cwnd_bytes: u64,
+        lost_packets: u64,
+    },
+    /// Lost or unreachable; a reconnect is scheduled.
+    Lost(String),
+    /// The relay refused us (token); retrying will not help until the token changes.
+    Refused(String),
+    Stopped,
+}
+
+#[derive(Default)]
+struct TrackCounters {
+    sent_frames: AtomicU64,
+    sent_bytes: AtomicU64,
+    received_frames: AtomicU64,
+    received_bytes: AtomicU64,
+    decoded: AtomicU64,
+    groups_skipped: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Keeps every latency sample up to a cap (for percentiles) plus a short recent window.
+#[derive(Default)]
+struct Latencies {
+    all: Vec<f64>,
+    recent: VecDeque<(u64, f64)>,
+}
+
+const MAX_SAMPLES: usize = 200_000;
+const RECENT_WINDOW_US: u64 = 2_000_000;
+const HISTORY_LEN: usize = 300;
+
+pub struct LessonStats {
+    link: Mutex<LinkState>,
+    pub reconnects: AtomicU64,
+    video: TrackCounters,
+    audio: TrackCounters,
+    latencies: Mutex<Latencies>,
+    history: Mutex<VecDeque<Snapshot>>,
+}
+
+impl Default for LessonStats {
+    fn default() -> Self {
+        Self {
+            link: Mutex::new(LinkState::Idle),
+            reconnects: AtomicU64::new(0),
+            video: Default::default(),
+            audio: Default::default(),
+            latencies: Default::default(),
+            history: Default::default(),
+        }
+    }
+}
+
+/// Counters for one track at one moment.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct TrackTotals {
+    pub sent_frames: u64,
+    pub sent_bytes: u64,
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub decoded: u64,
+    pub groups_skipped: u64,
+    pub dropped: u64,
+}
+
+/// One sample of the lesson, as the page plots it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub at_unix_ms: u64,
+    pub link: LinkState,
+    pub reconnects: u64,
+    pub video_kbps: f64,
+    pub audio_kbps: f64,
+    pub decoded_fps: f64,
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
+    pub video: TrackTotals,
+    pub audio: TrackTotals,
+}
+
+/// Percentile summary of glass-to-glass latency.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencySummary {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LessonStats {
+    fn track(&self, kind: TrackKind) -> &TrackCounters {
+        match kind {
+            TrackKind::Video => &self.video,
+            TrackKind::Audio => &self.audio,
+        }
+    }
+
+    pub fn set_link(&self, state: LinkState) {
+        *self.link.lock().expect("stats lock") = state;
+    }
+
+    pub fn link(&self) -> LinkState {
+        self.link.lock().expect("stats lock").clone()
+    }
+
+    pub fn record_sent(&self, frame: &Frame) {
+        let t = self.track(frame.track);
+        t.sent_frames.fetch_add(1, Relaxed);
+        t.sent_bytes.fetch_add(frame.payload.len() as u64, Relaxed);
+    }
+
+    pub fn record_received(&self, kind: TrackKind, wire_bytes: usize, _frame: &Frame) {
+        let t = self.track(kind);
+        t.received_frames.fetch_add(1, Relaxed);
+        t.received_bytes.fetch_add(wire_bytes as u64, Relaxed);
+    }
+
+    pub fn record_group_skipped(&self, kind: TrackKind) {
+        self.track(kind).groups_skipped.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_dropped(&self, kind: TrackKind) {
+        self.track(kind).dropped.fetch_add(1, Relaxed);
+    }
+
+    /// A decoder produced output for a frame captured at `capture_us`.
+    pub fn record_decoded(&self, kind: TrackKind, capture_us: u64) {
+        self.track(kind).decoded.fetch_add(1, Relaxed);
+        if kind == TrackKind::Video {
+            let now = unix_micros();
+            let latency_ms = now.saturating_sub(capture_us) as f64 / 1000.0;
+            let mut l = self.latencies.lock().expect("stats lock");
+            if l.all.len() < MAX_SAMPLES {
+                l.all.push(latency_ms);
+            }
+            l.recent.push_back((now, latency_ms));
+            while l.recent.front().is_some_and(|(t, _)| now - t > RECENT_WINDOW_US) {
+                l.recent.pop_front();
+            }
+        }
+    }
+
+    pub fn totals(&self, kind: TrackKind) -> TrackTotals {
+        let t = self.track(kind);
+        TrackTotals {
+            sent_frames: t.sent_frames.load(Relaxed),
+            sent_bytes: t.sent_bytes.load(Relaxed),
+            received_frames: t.received_frames.load(Relaxed),
+            received_bytes: t.received_bytes.load(Relaxed),
+            decoded: t.decoded.load(Relaxed),
+            groups_skipped: t.groups_skipped.load(Relaxed),
+            dropped: t.dropped.load(Relaxed),
+        }
+    }
+
+    /// Latency percentiles over every sample so far.
+    pub fn latency_summary(&self) -> Option<LatencySummary> {
+        let l = self.latencies.lock().expect("stats lock");
+        summarize(&l.all)
+    }
+
+    fn recent_latency(&self) -> Option<LatencySummary> {
+        let l = self.latencies.lock().expect("stats lock");
+        let recent: Vec<f64> = l.recent.iter().map(|(_, ms)| *ms).collect();
+        summarize(&recent)
+    }
+
+    /// Take a snapshot, computing rates against the previous one.
+    pub fn sample(&self, previous: Option<&Snapshot>) -> Snapshot {
+        let at_unix_ms = unix_micros() / 1000;
+        let video = self.totals(TrackKind::Video);
+        let audio = self.totals(TrackKind::Audio);
+        let (video_kbps, audio_kbps, decoded_fps) = match previous {
+            Some(p) if at_unix_ms > p.at_unix_ms => {
+                let secs = (at_unix_ms - p.at_unix_ms) as f64 / 1000.0;
+                // The side that receives reports what arrived; the sender what it sent.
+                let rate = |now: &TrackTotals, then: &TrackTotals| {
+                    let bytes = (now.received_bytes - then.received_bytes).max(now.sent_bytes - then.sent_bytes);
+                    bytes as f64 * 8.0 / 1000.0 / secs
+                };
+                (
+                    rate(&video, &p.video),
+                    rate(&audio, &p.audio),
+                    (video.decoded - p.video.decoded) as f64 / secs,
+                )
+            }
+            _ => (0.0, 0.0, 0.0),
+        };
+        let recent = self.recent_latency();
+        Snapshot {
+            at_unix_ms,
+            link: self.link(),
+            reconnects: self.reconnects.load(Relaxed),
+            video_kbps,
+            audio_kbps,
+            decoded_fps,
+            latency_ms_p50: recent.map(|s| s.p50_ms),
+            latency_ms_p95: recent.map(|s| s.p95_ms),
+            video,
+            audio,
+        }
+    }
+
+    /// Sample once a second into the history the page plots, until `shutdown`.
+    pub async fn run_sampler(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let mut history = self.history.lock().expect("stats lock");
+            let snapshot = self.sample(history.back());
+            if history.len() == HISTORY_LEN {
+                history.pop_front();
+            }
+            history.push_back(snapshot);
+        }
+    }
+
+    /// The newest sample (or a fresh one before the sampler's first tick).
+    pub fn latest(&self) -> Snapshot {
+        let history = self.history.lock().expect("stats lock");
+        history.back().cloned().unwrap_or_else(|| self.sample(None))
+    }
+
+    pub fn history(&self) -> Vec<Snapshot> {
+        self.history.lock().expect("stats lock").iter().cloned().collect()
+    }
+}
+
+pub fn summarize(samples: &[f64]) -> Option<LatencySummary> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    Some(LatencySummary {
+        samples: sorted.len(),
+        p50_ms: pick(0.50),
+        p95_ms: pick(0.95),
+        max_ms: *sorted.last().expect("non-empty"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = summarize(&samples).unwrap();
+        assert_eq!(s.samples, 100);
+        assert_eq!(s.p50_ms, 51.0);
+        assert_eq!(s.p95_ms, 95.0);
+        assert_eq!(s.max_ms, 100.0);
+        assert!(summarize(&[]).is_none());
+    }
+}

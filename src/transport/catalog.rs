@@ -1,0 +1,47 @@
+//! The catalog track: what the teacher sends, so the classroom can set up its decoders.
+
+use serde::{Deserialize, Serialize};
+
+/// Track name of the catalog.
+pub const TRACK: &str = "catalog";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub version: u32,
+    pub video: Option<VideoInfo>,
+    pub audio: Option<AudioInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    /// `h264` for now.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    /// `opus`.
+    pub codec: String,
+    pub rate: u32,
+    pub channels: u32,
+}
+
+impl Catalog {
+    pub const VERSION: u32 = 1;
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, super::TransportError> {
+        let catalog: Catalog =
+            serde_json::from_slice(bytes).map_err(|e| super::TransportError::Catalog(e.to_string()))?;
+        if catalog.version != Self::VERSION {
+            return Err(super::TransportError::Catalog(format!(
+                "version {} (this classbox reads version {})",
+                catalog.version,
+                Self::VERSION
+            )));
+        }
+        Ok(catalog)
+    }
+}

@@ -1,0 +1,36 @@
+//! quinn endpoints: the relay's listening one and the dialling one of boxes and teachers.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+use super::{TransportError, tls};
+
+/// Keep-alives keep NAT bindings open; the idle timeout notices a dead link quickly.
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.keep_alive_interval(Some(Duration::from_secs(2)));
+    config.max_idle_timeout(Some(Duration::from_secs(10).try_into().expect("10 s fits")));
+    // Groups are streams: allow plenty in flight (audio opens ~50 per second).
+    config.max_concurrent_uni_streams(1024u32.into());
+    config.max_concurrent_bidi_streams(256u32.into());
+    Arc::new(config)
+}
+
+pub fn server(addr: SocketAddr, identity: tls::Identity, alpns: &[&str]) -> Result<quinn::Endpoint, TransportError> {
+    let crypto = tls::server_config(identity, alpns)?;
+    let crypto = QuicServerConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config());
+    Ok(quinn::Endpoint::server(config, addr)?)
+}
+
+pub fn client(trust: &tls::Trust, alpns: &[&str], bind: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
+    let crypto = tls::client_config(trust, alpns)?;
+    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config());
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}

@@ -1,0 +1,117 @@
+//! Frames in, moq-lite groups out: one group per GOP for video, one per packet for audio.
+//!
+//! The broadcast lives in a local moq origin; the [`Link`](super::link::Link) session
+//! announces it to the relay, and keeps doing so across reconnects.
+
+use std::time::Duration;
+
+use moq_net::{Timestamp, broadcast, group, origin, track};
+use tokio::sync::mpsc;
+
+use super::{TransportError, catalog::Catalog};
+use crate::frame::{Frame, TrackKind};
+
+/// Audio outranks video everywhere a choice is made (relay and sender queues).
+pub const AUDIO_PRIORITY: u8 = 200;
+pub const VIDEO_PRIORITY: u8 = 100;
+pub const CATALOG_PRIORITY: u8 = 255;
+
+/// Publishes one broadcast (the lesson, or a room feed) into a local origin.
+pub struct BroadcastPublisher {
+    broadcast: broadcast::Producer,
+    /// Held so the catalog stays served for as long as the broadcast.
+    _catalog: track::Producer,
+    video: track::Producer,
+    audio: track::Producer,
+    video_group: Option<group::Producer>,
+    /// Frames sent, per track (for the decoded-frame ratio).
+    pub sent_video: u64,
+    pub sent_audio: u64,
+    /// Video frames dropped while waiting for the first keyframe.
+    pub skipped_until_keyframe: u64,
+}
+
+impl BroadcastPublisher {
+    pub fn new(origin: &origin::Producer, name: &str, catalog: &Catalog) -> Result<Self, TransportError> {
+        let broadcast = origin.create_broadcast(name)?;
+        // Groups are kept a few seconds for relays that re-serve them; a subscriber's
+        // own budget decides what it still wants.
+        let keep = Duration::from_secs(4);
+        let catalog_track = broadcast.create_track(
+            super::catalog::TRACK,
+            track::Info::default().with_priority(CATALOG_PRIORITY),
+        )?;
+        let video = broadcast.create_track(
+            TrackKind::Video.track_name(),
+            track::Info::default().with_priority(VIDEO_PRIORITY).with_max_age(keep),
+        )?;
+        let audio = broadcast.create_track(
+            TrackKind::Audio.track_name(),
+            track::Info::default().with_priority(AUDIO_PRIORITY).with_max_age(keep),
+        )?;
+        let mut group = catalog_track.append_group()?;
+        group.write_frame(Timestamp::ZERO, serde_json::to_vec(catalog).expect("catalog serializes"))?;
+        group.finish()?;
+        // Announced once the tracks exist, so a subscriber acting on it finds them.
+        broadcast.announce(Default::default())?;
+        Ok(Self {
+            broadcast,
+            _catalog: catalog_track,
+            video,
+            audio,
+            video_group: None,
+            sent_video: 0,
+            sent_audio: 0,
+            skipped_until_keyframe: 0,
+        })
+    }
+
+    /// Send one frame. A keyframe starts a new video group; audio packets are groups of one.
+    pub fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        let timestamp = Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO);
+        match frame.track {
+            TrackKind::Video => {
+                if frame.keyframe {
+                    if let Some(old) = self.video_group.take() {
+                        let _ = old.finish();
+                    }
+                    self.video_group = Some(self.video.append_group()?);
+                }
+                let Some(group) = self.video_group.as_mut() else {
+                    self.skipped_until_keyframe += 1;
+                    return Ok(());
+                };
+                group.write_frame(timestamp, frame.encode())?;
+                self.sent_video += 1;
+            }
+            TrackKind::Audio => {
+                let mut group = self.audio.append_group()?;
+                group.write_frame(timestamp, frame.encode())?;
+                group.finish()?;
+                self.sent_audio += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pump frames from a capture stage until it ends.
+    pub async fn run(mut self, mut frames: mpsc::Receiver<Frame>, stats: &crate::stats::LessonStats) -> Result<(), TransportError> {
+        while let Some(frame) = frames.recv().await {
+            self.send(&frame)?;
+            stats.record_sent(&frame);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BroadcastPublisher {
+    fn drop(&mut self) {
+        if let Some(group) = self.video_group.take() {
+            let _ = group.finish();
+        }
+        for track in [&self._catalog, &self.video, &self.audio] {
+            let _ = track.finish();
+        }
+        self.broadcast.close();
+    }
+}
