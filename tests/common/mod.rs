@@ -1,0 +1,136 @@
+//! Shared helpers: a real relay on 127.0.0.1:0, real classroom and teacher roles with
+//! GStreamer test sources, and polling waits (no wall-clock assertions).
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use classbox::{
+    auth::{Role, TokenKey},
+    config::{Config, DisplayMode, RelayConfig},
+    relay::{Relay, RelaySettings},
+    roles,
+    stats::LessonStats,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn init() {
+    let _ = tracing_subscriber_init();
+    classbox::media::init().expect("GStreamer initialises");
+}
+
+fn tracing_subscriber_init() -> Option<()> {
+    // Honour CLASSBOX_LOG for debugging a failing test; quiet otherwise.
+    if std::env::var_os("CLASSBOX_LOG").is_some() {
+        classbox::telemetry::init(false);
+    }
+    Some(())
+}
+
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub key: TokenKey,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl TestRelay {
+    /// Start a relay with its state in `dir` on `listen` (use port 0 for any).
+    pub async fn start(dir: &Path, listen: &str) -> TestRelay {
+        let config = RelayConfig {
+            listen: listen.into(),
+            ..Default::default()
+        };
+        let settings = RelaySettings::from_state_dir(dir, &config).expect("relay state");
+        let key = settings.key.clone();
+        let relay = Relay::bind(settings).expect("relay binds");
+        let addr = relay.local_addr().unwrap();
+        let fingerprint = relay.fingerprint().to_string();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        TestRelay {
+            addr,
+            fingerprint,
+            key,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Config for a teacher or a box in `room` with a fresh token.
+    pub fn client_config(&self, room: &str, role: Role) -> Config {
+        let token = self.key.issue(room, role, Duration::from_secs(600));
+        client_config(&self.addr.to_string(), Some(&self.fingerprint), room, Some(token))
+    }
+}
+
+pub fn client_config(relay: &str, fingerprint: Option<&str>, room: &str, token: Option<String>) -> Config {
+    let mut c = Config::default();
+    c.link.relay = Some(relay.into());
+    c.link.fingerprint = fingerprint.map(str::to_string);
+    c.link.room = room.into();
+    c.link.token = token;
+    c.link.max_backoff_secs = 1;
+    c.classroom.display = DisplayMode::Headless;
+    c
+}
+
+/// A role running in this process, with its stats and a way to stop it.
+pub struct Running {
+    pub stats: Arc<LessonStats>,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("role stops within 5 s")
+            .expect("role task did not panic")
+    }
+}
+
+pub fn start_classroom(config: Config) -> Running {
+    let stats = Arc::new(LessonStats::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (stats, shutdown) = (stats.clone(), shutdown.clone());
+        async move { roles::classroom::run(&config, stats, None, shutdown).await }
+    });
+    Running { stats, shutdown, task }
+}
+
+pub fn start_teacher(config: Config) -> Running {
+    let stats = Arc::new(LessonStats::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (stats, shutdown) = (stats.clone(), shutdown.clone());
+        async move { roles::teacher::run(&config, stats, false, shutdown).await }
+    });
+    Running { stats, shutdown, task }
+}
+
+/// Poll `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
