@@ -42,7 +42,7 @@ impl Connection {
         let transport = web_transport_quinn::Session::raw(conn.clone());
         let now = tokio::time::Instant::now().into_std();
         let handshake = match tokio::time::timeout(
-            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(5),
             moq_net::Server::new().accept_request(now, transport),
         )
         .await

@@ -74,7 +74,7 @@ async fn check_relay(config: &Config) -> RelayCheck {
         Err(e) => return RelayCheck::Unreachable { address, error: e.to_string() },
     };
     let origin = super::spawn_origin();
-    match tokio::time::timeout(Duration::from_secs(8), link.connect(&origin)).await {
+    match tokio::time::timeout(Duration::from_secs(8), link.probe(&origin)).await {
         Ok(Ok(connected)) => {
             let rtt_ms = connected.conn.rtt().as_secs_f64() * 1000.0;
             connected.conn.close(0u32.into(), b"doctor done");

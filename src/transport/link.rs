@@ -91,7 +91,7 @@ impl Link {
             Ok(Ok(pair)) => pair,
             // The relay closes the QUIC connection with a reason when it refuses us;
             // that reason is more useful than the moq error it caused.
-            Ok(Err(e)) => return Err(close_reason(&conn).unwrap_or(TransportError::Moq(e))),
+            Ok(Err(e)) => return Err(why_closed(&conn, e)),
             Err(_) => {
                 conn.close(close::PROTOCOL.into(), b"setup timed out");
                 return Err(TransportError::Connect("moq-lite setup timed out after 10 s".into()));
@@ -99,6 +99,18 @@ impl Link {
         };
         tokio::spawn(moq_net::time::run(driver));
         Ok(Connected { session, conn })
+    }
+
+    /// Connect, then wait briefly for the relay to refuse us. moq-lite's client
+    /// handshake completes before the relay has checked the token, so a refusal
+    /// arrives as a close just after; `connect` alone cannot report it.
+    pub async fn probe(&self, origin: &origin::Producer) -> Result<Connected, TransportError> {
+        let connected = self.connect(origin).await?;
+        let wait = (connected.conn.rtt() * 4).max(Duration::from_millis(500));
+        tokio::select! {
+            err = connected.session.closed() => Err(why_closed(&connected.conn, err)),
+            _ = tokio::time::sleep(wait) => Ok(connected),
+        }
     }
 
     /// Stay connected until `shutdown`; every loss is followed by a reconnect.
@@ -173,9 +185,7 @@ impl Link {
             });
             tokio::select! {
                 _ = shutdown.cancelled() => return TransportError::Connect("shutdown".into()),
-                err = connected.session.closed() => {
-                    return close_reason(&connected.conn).unwrap_or(TransportError::Moq(err));
-                }
+                err = connected.session.closed() => return why_closed(&connected.conn, err),
                 _ = tick.tick() => {}
             }
         }
@@ -196,8 +206,22 @@ fn connection_error(e: &quinn::ConnectionError) -> TransportError {
     }
 }
 
-fn close_reason(conn: &quinn::Connection) -> Option<TransportError> {
-    conn.close_reason().map(|e| connection_error(&e))
+/// Why a session ended. The relay's close reason is the useful part; quinn keeps it
+/// unless the transport layer above closed the connection locally first, in which
+/// case it survives only in the moq error's text.
+fn why_closed(conn: &quinn::Connection, err: moq_net::Error) -> TransportError {
+    match conn.close_reason() {
+        Some(reason @ quinn::ConnectionError::ApplicationClosed(_)) => connection_error(&reason),
+        _ => refusal_in_text(&err.to_string()).unwrap_or(TransportError::Moq(err)),
+    }
+}
+
+/// Find `closed by peer: <reason> (code 1025)` (our UNAUTHORIZED) in an error text.
+fn refusal_in_text(text: &str) -> Option<TransportError> {
+    let marker = format!(" (code {})", close::UNAUTHORIZED);
+    let end = text.find(&marker)?;
+    let start = text[..end].find("closed by peer: ").map(|i| i + "closed by peer: ".len())?;
+    Some(TransportError::Refused(text[start..end].to_string()))
 }
 
 /// Exponential backoff with jitter, as a pure function of the attempt count.
@@ -230,6 +254,16 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_reason_is_recovered_from_text() {
+        let text = "transport: connection error: closed by peer: the token expired 3 s ago (code 1025)";
+        match refusal_in_text(text) {
+            Some(TransportError::Refused(reason)) => assert_eq!(reason, "the token expired 3 s ago"),
+            other => panic!("{other:?}"),
+        }
+        assert!(refusal_in_text("closed by peer: bye (code 0)").is_none());
+    }
 
     #[test]
     fn backoff_grows_caps_and_resets() {
