@@ -287,10 +287,11 @@ impl Config {
 
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = e.path().to_string();
-            let message = e.inner().to_string();
-            // An unknown key is reported at its parent; name the key itself.
+            // toml appends "\nin `section`"; the key already says where.
+            let message = e.inner().to_string().lines().next().unwrap_or_default().to_string();
+            // An unknown key may be reported at its parent; name the key itself.
             let key = match message.split('`').nth(1) {
-                Some(field) if message.starts_with("unknown field") => {
+                Some(field) if message.starts_with("unknown field") && !key.ends_with(field) => {
                     if key == "." { field.to_string() } else { format!("{key}.{field}") }
                 }
                 _ => key,

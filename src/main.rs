@@ -25,8 +25,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let code = if e.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 };
-            tracing::error!("{e:#}");
-            eprintln!("classbox: {e:#}");
+            // Under systemd the journal gets it with fields; a person gets one line.
+            if std::env::var_os("JOURNAL_STREAM").is_some() {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("classbox: {e:#}");
+            }
             ExitCode::from(code)
         }
     }

@@ -27,13 +27,7 @@ fn free_udp_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_flows_through_a_stock_moq_relay() {
     init();
-    let Some(binary) = moq_relay_binary() else {
-        if std::env::var_os("CLASSBOX_REQUIRE_MOQ_RELAY").is_some() {
-            panic!("moq-relay is not installed; run image/dev-setup.sh --test");
-        }
-        eprintln!("SKIPPED: moq-relay not installed (image/dev-setup.sh --test installs it)");
-        return;
-    };
+    let binary = moq_relay_binary().expect("moq-relay is not installed: run image/dev-setup.sh --test");
     let dir = tempfile::tempdir().unwrap();
     let identity =
         tls::Identity::load_or_generate(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();

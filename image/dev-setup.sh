@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Set up a Debian 12 machine to build, run and test classbox. Idempotent: run it again
+# any time; it only installs what is missing.
+#
+#   image/dev-setup.sh          build + run dependencies (GStreamer, a Rust toolchain)
+#   image/dev-setup.sh --test   the same, plus what the test suite needs (moq-relay)
+set -euo pipefail
+
+want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "dev-setup: unknown option $arg (use --test or nothing)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1mdev-setup:\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- Debian packages ---------------------------------------------------------------
+packages=(
+  pkg-config build-essential git ca-certificates
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages present"
+fi
+
+# --- Rust (>= 1.92) ------------------------------------------------------------------
+rust_ok() {
+  command -v cargo >/dev/null 2>&1 || return 1
+  local v; v=$(rustc --version 2>/dev/null | awk '{print $2}')
+  [ "$(printf '%s\n1.92.0\n' "$v" | sort -V | head -n1)" = "1.92.0" ]
+}
+if ! rust_ok; then
+  # Debian 12's own rustc is too old; rustc-web (1.9x) is a Debian package too.
+  say "no Rust >= 1.92 found; installing Debian's rustc-web and cargo-web"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q rustc-web cargo-web
+fi
+say "$(cargo --version)"
+
+# --- test tools ----------------------------------------------------------------------
+if [ "$want_test" = 1 ]; then
+  # A stock moq-relay for the interop test. Cached in ~/.cargo/bin: the first build
+  # takes a while (only the QUIC listener is built), later runs skip it.
+  relay_bin="${CARGO_HOME:-$HOME/.cargo}/bin/moq-relay"
+  if [ -x "$relay_bin" ] && "$relay_bin" --version 2>/dev/null | grep -q "0.17.10"; then
+    say "moq-relay 0.17.10 present"
+  else
+    say "building moq-relay 0.17.10 (first time only; several minutes)"
+    # Not --locked: one locked crate version is missing from the registry.
+    cargo install moq-relay --version 0.17.10 --no-default-features --features noq
+  fi
+fi
+say "done"
