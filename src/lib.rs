@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod emulator;
 pub mod frame;
 pub mod media;
 pub mod relay;
