@@ -12,6 +12,7 @@
 //! `media` (GStreamer) and `transport` (quinn) never import each other: they meet
 //! through [`frame::Frame`] and [`stats::LessonStats`], wired together in [`roles`].
 
+pub mod abr;
 pub mod auth;
 pub mod cli;
 pub mod config;

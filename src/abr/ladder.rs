@@ -1,0 +1,59 @@
+//! The rendition ladder: which picture size and frame rate suit a video bitrate.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rung {
+    pub name: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    /// The lowest video bitrate this rung looks acceptable at.
+    pub min_kbps: u32,
+    /// Above this the next rung up is worth it.
+    pub max_kbps: u32,
+}
+
+/// Highest first. Below the last rung's minimum the lesson is audio-only.
+pub const LADDER: &[Rung] = &[
+    Rung { name: "720p30", width: 1280, height: 720, framerate: 30, min_kbps: 1500, max_kbps: 3000 },
+    Rung { name: "480p25", width: 854, height: 480, framerate: 25, min_kbps: 700, max_kbps: 1500 },
+    Rung { name: "360p20", width: 640, height: 360, framerate: 20, min_kbps: 350, max_kbps: 700 },
+    Rung { name: "240p15", width: 426, height: 240, framerate: 15, min_kbps: 150, max_kbps: 350 },
+    Rung { name: "180p10", width: 320, height: 180, framerate: 10, min_kbps: 60, max_kbps: 150 },
+];
+
+/// Highest video bitrate the ladder uses.
+pub fn max_kbps() -> u32 {
+    LADDER[0].max_kbps
+}
+
+/// The rung for `kbps`, or `None` for audio-only. `current` adds hysteresis: moving
+/// up needs 15% headroom above the next rung's minimum, so the picture size does not
+/// flap when the rate hovers at a boundary.
+pub fn rung_for(kbps: u32, current: Option<&Rung>) -> Option<&'static Rung> {
+    LADDER.iter().find(|r| {
+        let upward = current.is_some_and(|c| r.min_kbps > c.min_kbps);
+        let needed = if upward { r.min_kbps + r.min_kbps * 15 / 100 } else { r.min_kbps };
+        kbps >= needed || (current.is_some_and(|c| c == *r) && kbps >= r.min_kbps)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_map_to_rungs_with_hysteresis() {
+        assert_eq!(rung_for(2500, None).unwrap().name, "720p30");
+        assert_eq!(rung_for(400, None).unwrap().name, "360p20");
+        assert!(rung_for(40, None).is_none(), "audio-only");
+        let r360 = rung_for(500, None).unwrap();
+        // 720 kbit/s is above 480p's minimum but inside the headroom: stay.
+        assert_eq!(rung_for(720, Some(r360)).unwrap().name, "360p20");
+        assert_eq!(rung_for(900, Some(r360)).unwrap().name, "480p25");
+        let r480 = rung_for(900, None).unwrap();
+        assert_eq!(rung_for(710, Some(r480)).unwrap().name, "480p25");
+        assert_eq!(rung_for(650, Some(r480)).unwrap().name, "360p20");
+    }
+}

@@ -1,0 +1,319 @@
+//! Adaptive bitrate, sans-IO: plain functions of (now, inputs) -> decision.
+//!
+//! In: receiver reports (what arrived, how much queueing delay it saw, groups it had
+//! to skip) and the sender's own QUIC path statistics. Out: a video target bitrate and
+//! a rung of the [`ladder`]. Audio is not adapted: it is sent first and always.
+//!
+//! The rule, in the spirit of delay-based congestion control (GCC, webrtcsink):
+//! queueing delay or skipped groups mean the link is full, so decrease to what actually
+//! arrived; low, steady delay means there is room, so increase multiplicatively.
+//! Packet loss alone is not a signal (QUIC retransmits, and a lossy radio link is not
+//! a full one), so random loss does not collapse the rate.
+
+pub mod ladder;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What a classroom tells the teacher, about four times a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReceiverReport {
+    /// Video + audio that arrived over the last second, kbit/s (wire bytes).
+    pub received_kbps: f64,
+    /// Median one-way delay of recent frames above the lowest seen in the last 10 s,
+    /// ms. The minimum cancels any clock offset between teacher and classroom.
+    pub queue_delay_ms: f64,
+    /// Video groups skipped (superseded or too old) since the previous report.
+    pub groups_skipped: u64,
+    /// Video frames that arrived since the previous report.
+    pub video_frames: u64,
+}
+
+/// The controller's verdict on one input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Hold,
+    Decrease { to_kbps: u32, reason: String },
+    Increase { to_kbps: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct AbrSettings {
+    pub start_kbps: u32,
+    pub min_kbps: u32,
+    pub max_kbps: u32,
+    /// Above this queueing delay the link is full.
+    pub high_delay_ms: f64,
+    /// Below this there is room to grow.
+    pub low_delay_ms: f64,
+    /// Growth per increase step (every `step` while the link is clear).
+    pub increase_factor: f64,
+    pub step: Duration,
+    /// Wait after a decrease before growing again (lets the queue drain).
+    pub settle: Duration,
+    /// No report for this long: the link is out; hold, and restart low when it returns.
+    pub silence: Duration,
+}
+
+impl Default for AbrSettings {
+    fn default() -> Self {
+        Self {
+            start_kbps: 800,
+            min_kbps: 40,
+            max_kbps: ladder::max_kbps(),
+            high_delay_ms: 120.0,
+            low_delay_ms: 50.0,
+            increase_factor: 1.12,
+            step: Duration::from_millis(250),
+            settle: Duration::from_millis(750),
+            silence: Duration::from_millis(1500),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AbrController {
+    settings: AbrSettings,
+    target_kbps: f64,
+    last_decrease: Option<Duration>,
+    last_increase: Option<Duration>,
+    last_report: Option<Duration>,
+    /// Set while the link is silent; the first report after it restarts carefully.
+    silent: bool,
+    /// What arrived the last time the link was full, and when: growth slows near it.
+    ceiling: Option<(f64, Duration)>,
+}
+
+impl AbrController {
+    pub fn new(settings: AbrSettings) -> Self {
+        Self {
+            target_kbps: settings.start_kbps as f64,
+            settings,
+            last_decrease: None,
+            last_increase: None,
+            last_report: None,
+            silent: false,
+            ceiling: None,
+        }
+    }
+
+    pub fn target_kbps(&self) -> u32 {
+        self.target_kbps.round() as u32
+    }
+
+    fn clamp(&self, kbps: f64) -> f64 {
+        kbps.clamp(self.settings.min_kbps as f64, self.settings.max_kbps as f64)
+    }
+
+    fn decrease(&mut self, now: Duration, to: f64, reason: String) -> Decision {
+        let to = self.clamp(to.min(self.target_kbps));
+        self.last_decrease = Some(now);
+        if to >= self.target_kbps {
+            return Decision::Hold;
+        }
+        self.target_kbps = to;
+        Decision::Decrease {
+            to_kbps: self.target_kbps(),
+            reason,
+        }
+    }
+
+    /// A receiver report arrived at `now`.
+    pub fn on_report(&mut self, now: Duration, report: &ReceiverReport) -> Decision {
+        let s = self.settings.clone();
+        self.last_report = Some(now);
+        if std::mem::take(&mut self.silent) {
+            // Back from an outage: whatever queued up is stale; restart from what the
+            // link is delivering now rather than from the pre-outage rate.
+            self.last_increase = Some(now);
+            let to = (report.received_kbps * 0.8).max(s.min_kbps as f64);
+            return self.decrease(now, to, "link returned after an outage".into());
+        }
+        let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
+
+        if report.queue_delay_ms > s.high_delay_ms || report.groups_skipped > 0 {
+            // One decrease per step: the next report still shows the old queue.
+            if since(self.last_decrease) < s.step {
+                return Decision::Hold;
+            }
+            let reason = if report.groups_skipped > 0 {
+                format!("{} video groups skipped", report.groups_skipped)
+            } else {
+                format!("queueing delay {:.0} ms", report.queue_delay_ms)
+            };
+            // Go below what actually arrives, by enough to drain the queue in about a
+            // second; never below half of it in one step.
+            let to = if report.received_kbps > 0.0 {
+                self.ceiling = Some((report.received_kbps, now));
+                let drain = (report.queue_delay_ms / 1000.0).min(0.45);
+                report.received_kbps * (0.95 - drain)
+            } else {
+                self.target_kbps * 0.7
+            };
+            return self.decrease(now, to.min(self.target_kbps * 0.95), reason);
+        }
+        if report.queue_delay_ms < s.low_delay_ms
+            && since(self.last_decrease) >= s.settle
+            && since(self.last_increase) >= s.step
+        {
+            // Just under the last ceiling (remembered for 2 s) grow gently, 2% a
+            // step; elsewhere grow fast, so a link that got better is found quickly.
+            let factor = match self.ceiling {
+                Some((kbps, at))
+                    if now.saturating_sub(at) < Duration::from_secs(2)
+                        && self.target_kbps > 0.9 * kbps
+                        && self.target_kbps < kbps =>
+                {
+                    1.02
+                }
+                _ => s.increase_factor,
+            };
+            let to = self.clamp(self.target_kbps * factor);
+            if to > self.target_kbps {
+                self.target_kbps = to;
+                self.last_increase = Some(now);
+                return Decision::Increase {
+                    to_kbps: self.target_kbps(),
+                };
+            }
+        }
+        Decision::Hold
+    }
+
+    /// Called on a timer: notices when reports stop (outage).
+    pub fn on_tick(&mut self, now: Duration) -> Decision {
+        match self.last_report {
+            Some(last) if now.saturating_sub(last) > self.settings.silence && !self.silent => {
+                self.silent = true;
+                Decision::Hold
+            }
+            _ => Decision::Hold,
+        }
+    }
+
+    pub fn is_silent(&self) -> bool {
+        self.silent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fluid model of a bottleneck with a queue: what a receiver would report.
+    struct SimLink {
+        capacity_kbps: f64,
+        queue_kbit: f64,
+        loss: f64,
+    }
+
+    impl SimLink {
+        /// Advance `dt` with the sender at `send_kbps` (video + 32k audio).
+        fn step(&mut self, send_kbps: f64, dt: f64) -> ReceiverReport {
+            let offered = send_kbps + 32.0;
+            let delivered = if self.capacity_kbps <= 0.0 {
+                0.0
+            } else {
+                (offered + self.queue_kbit / dt).min(self.capacity_kbps)
+            };
+            // Groups older than the latency budget are skipped by moq-net, so the queue
+            // never holds much more than half a second of data.
+            let cap = self.capacity_kbps.max(300.0) * 0.5;
+            self.queue_kbit = (self.queue_kbit + (offered - delivered) * dt).clamp(0.0, cap);
+            let queue_delay_ms = if self.capacity_kbps > 0.0 {
+                self.queue_kbit / self.capacity_kbps * 1000.0
+            } else {
+                f64::INFINITY
+            };
+            ReceiverReport {
+                received_kbps: delivered * (1.0 - self.loss),
+                queue_delay_ms,
+                groups_skipped: u64::from(queue_delay_ms > 400.0),
+                video_frames: 5,
+            }
+        }
+    }
+
+    /// Run the controller against `capacity(t)` for `secs`; returns target over time.
+    fn simulate(capacity: impl Fn(f64) -> f64, loss: f64, secs: f64) -> Vec<(f64, f64, f64)> {
+        let mut abr = AbrController::new(AbrSettings::default());
+        let mut link = SimLink {
+            capacity_kbps: capacity(0.0),
+            queue_kbit: 0.0,
+            loss,
+        };
+        let dt = 0.25;
+        let mut out = Vec::new();
+        let mut t = 0.0;
+        while t < secs {
+            link.capacity_kbps = capacity(t);
+            let now = Duration::from_secs_f64(t);
+            let report = link.step(abr.target_kbps() as f64, dt);
+            if link.capacity_kbps > 0.0 {
+                abr.on_report(now, &report);
+            } else {
+                abr.on_tick(now);
+            }
+            out.push((t, abr.target_kbps() as f64, report.queue_delay_ms));
+            t += dt;
+        }
+        out
+    }
+
+    fn at(series: &[(f64, f64, f64)], t: f64) -> (f64, f64) {
+        let p = series.iter().find(|p| p.0 >= t).unwrap();
+        (p.1, p.2)
+    }
+
+    #[test]
+    fn converges_below_a_constant_link() {
+        let s = simulate(|_| 500.0, 0.0, 30.0);
+        for t in [20.0, 25.0, 29.0] {
+            let (target, delay) = at(&s, t);
+            assert!((250.0..=500.0).contains(&target), "t={t} target {target}");
+            assert!(delay < 400.0, "t={t} delay {delay}");
+        }
+    }
+
+    #[test]
+    fn steps_down_fast_and_back_up_within_seconds() {
+        let cap = |t: f64| if (20.0..40.0).contains(&t) { 300.0 } else { 2000.0 };
+        let s = simulate(cap, 0.0, 60.0);
+        let (before, _) = at(&s, 19.5);
+        assert!(before > 1200.0, "before the drop: {before}");
+        // Within 2 s of the drop the target fits the new link and the queue drains.
+        let (after, _) = at(&s, 22.0);
+        assert!(after <= 300.0, "2 s after the drop: {after}");
+        let (_, delay) = at(&s, 25.0);
+        assert!(delay < 200.0, "queue not drained: {delay} ms");
+        // Within 5 s of the recovery the target is back near the link.
+        let (up, _) = at(&s, 45.0);
+        assert!(up >= 0.8 * 2000.0 - 32.0, "5 s after recovery: {up}");
+    }
+
+    #[test]
+    fn outage_holds_then_restarts_from_what_arrives() {
+        let cap = |t: f64| if (20.0..25.0).contains(&t) { 0.0 } else { 1000.0 };
+        let s = simulate(cap, 0.0, 40.0);
+        let (during, _) = at(&s, 24.0);
+        let (before, _) = at(&s, 20.0);
+        assert_eq!(during, before, "no change while nothing is heard");
+        let (resumed, delay) = at(&s, 30.0);
+        assert!(resumed > 400.0 && delay < 300.0, "after outage: {resumed} kbps, {delay} ms");
+    }
+
+    #[test]
+    fn random_loss_without_congestion_does_not_collapse_the_rate() {
+        let s = simulate(|_| 2000.0, 0.03, 30.0);
+        let (target, _) = at(&s, 29.0);
+        assert!(target > 1200.0, "3% loss on a 2 Mbit/s link collapsed the rate to {target}");
+    }
+
+    #[test]
+    fn never_below_the_floor() {
+        let s = simulate(|_| 50.0, 0.0, 30.0);
+        let (target, _) = at(&s, 29.0);
+        assert!(target >= AbrSettings::default().min_kbps as f64);
+    }
+}
