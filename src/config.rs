@@ -75,6 +75,8 @@ pub enum DisplayMode {
 pub struct ClassroomConfig {
     /// Shown on the page and the display.
     pub name: String,
+    /// This box's id on the relay (`classroom/<id>`). Empty: the host name.
+    pub id: String,
     /// Where the box's web page listens.
     pub web_listen: String,
     pub display: DisplayMode,
@@ -88,6 +90,7 @@ impl Default for ClassroomConfig {
     fn default() -> Self {
         Self {
             name: "Classroom".into(),
+            id: String::new(),
             web_listen: "127.0.0.1:8080".into(),
             display: DisplayMode::Auto,
             latency_budget_ms: 400,
@@ -108,6 +111,9 @@ pub struct TeacherConfig {
     pub keyframe_interval: u32,
     /// Use test sources (moving picture, tone) instead of a camera and microphone.
     pub test_sources: bool,
+    /// Follow the classrooms' receiver reports along the rendition ladder (the
+    /// picture size then comes from the ladder, starting near `video_kbps`).
+    pub adaptive: bool,
 }
 
 impl Default for TeacherConfig {
@@ -120,6 +126,7 @@ impl Default for TeacherConfig {
             audio_kbps: 32,
             keyframe_interval: 30,
             test_sources: true,
+            adaptive: true,
         }
     }
 }
@@ -319,6 +326,9 @@ impl Config {
             parse_fingerprint(fp).map_err(|m| ("link.fingerprint", m))?;
         }
         validate_room(&self.link.room).map_err(|m| ("link.room", m))?;
+        if !self.classroom.id.is_empty() {
+            validate_room(&self.classroom.id).map_err(|m| ("classroom.id", m.replace("a room", "an id")))?;
+        }
         if self.link.max_backoff_secs == 0 || self.link.max_backoff_secs > 600 {
             return Err(("link.max_backoff_secs", "must be between 1 and 600 seconds".into()));
         }
@@ -359,6 +369,21 @@ impl Config {
             return Err(("relay.max_connections", "must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// This box's id: `classroom.id`, else the host name, else `box`.
+    pub fn box_id(&self) -> String {
+        if !self.classroom.id.is_empty() {
+            return self.classroom.id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let clean: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
+        if clean.is_empty() { "box".into() } else { clean }
     }
 
     pub fn latency_budget(&self) -> Duration {

@@ -54,8 +54,47 @@ const MAX_SAMPLES: usize = 200_000;
 const RECENT_WINDOW_US: u64 = 2_000_000;
 const HISTORY_LEN: usize = 300;
 
+/// One decoded frame, for the benchmark's timeline.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Decoded {
+    pub at_us: u64,
+    pub kind: TrackKind,
+    pub latency_ms: f64,
+}
+
+/// One frame's arrival: when, how big, and its one-way delay (sender clock to ours).
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    at_us: u64,
+    bytes: usize,
+    delay_ms: f64,
+}
+
+/// What the sender side decided last (shown on the page, logged by the bench).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SenderState {
+    pub target_kbps: u32,
+    pub rung: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// State a receiver keeps between reports.
+#[derive(Debug, Default)]
+pub struct ReportState {
+    /// (time, lowest delay in that second) for the last 10 s.
+    minima: VecDeque<(u64, f64)>,
+    last_skipped: u64,
+    last_video_frames: u64,
+}
+
+const MAX_TIMELINE: usize = 400_000;
+const ARRIVAL_WINDOW_US: u64 = 1_000_000;
+
 pub struct LessonStats {
     link: Mutex<LinkState>,
+    arrivals: Mutex<VecDeque<Arrival>>,
+    timeline: Mutex<Vec<Decoded>>,
+    sender: Mutex<SenderState>,
     pub reconnects: AtomicU64,
     video: TrackCounters,
     audio: TrackCounters,
@@ -72,6 +111,9 @@ impl Default for LessonStats {
             audio: Default::default(),
             latencies: Default::default(),
             history: Default::default(),
+            arrivals: Default::default(),
+            timeline: Default::default(),
+            sender: Default::default(),
         }
     }
 }
@@ -101,6 +143,7 @@ pub struct Snapshot {
     pub latency_ms_p95: Option<f64>,
     pub video: TrackTotals,
     pub audio: TrackTotals,
+    pub sender: SenderState,
 }
 
 /// Percentile summary of glass-to-glass latency.
@@ -134,10 +177,73 @@ impl LessonStats {
         t.sent_bytes.fetch_add(frame.payload.len() as u64, Relaxed);
     }
 
-    pub fn record_received(&self, kind: TrackKind, wire_bytes: usize, _frame: &Frame) {
+    pub fn record_received(&self, kind: TrackKind, wire_bytes: usize, frame: &Frame) {
         let t = self.track(kind);
         t.received_frames.fetch_add(1, Relaxed);
         t.received_bytes.fetch_add(wire_bytes as u64, Relaxed);
+        let now = unix_micros();
+        let mut arrivals = self.arrivals.lock().expect("stats lock");
+        arrivals.push_back(Arrival {
+            at_us: now,
+            bytes: wire_bytes,
+            // Signed: the sender's clock may be ahead of ours.
+            delay_ms: (now as f64 - frame.capture_us as f64) / 1000.0,
+        });
+        while arrivals.front().is_some_and(|a| now.saturating_sub(a.at_us) > ARRIVAL_WINDOW_US) {
+            arrivals.pop_front();
+        }
+    }
+
+    /// Summarise the last second for the sender's bitrate controller.
+    pub fn receiver_report(&self, state: &mut ReportState) -> crate::abr::ReceiverReport {
+        let now = unix_micros();
+        let (received_kbps, recent) = {
+            let arrivals = self.arrivals.lock().expect("stats lock");
+            let in_window: Vec<&Arrival> =
+                arrivals.iter().filter(|a| now.saturating_sub(a.at_us) <= ARRIVAL_WINDOW_US).collect();
+            let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
+            let mut recent: Vec<f64> = in_window
+                .iter()
+                .filter(|a| now.saturating_sub(a.at_us) <= 500_000)
+                .map(|a| a.delay_ms)
+                .collect();
+            recent.sort_by(|a, b| a.total_cmp(b));
+            (bytes as f64 * 8.0 / 1000.0 / (ARRIVAL_WINDOW_US as f64 / 1e6), recent)
+        };
+        let queue_delay_ms = match (recent.first(), recent.get(recent.len() / 2)) {
+            (Some(&lowest), Some(&median)) => {
+                state.minima.push_back((now, lowest));
+                while state.minima.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 10_000_000) {
+                    state.minima.pop_front();
+                }
+                let base = state.minima.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
+                (median - base).max(0.0)
+            }
+            _ => 0.0,
+        };
+        let video = self.totals(TrackKind::Video);
+        let report = crate::abr::ReceiverReport {
+            received_kbps,
+            queue_delay_ms,
+            groups_skipped: video.groups_skipped.saturating_sub(state.last_skipped),
+            video_frames: video.received_frames.saturating_sub(state.last_video_frames),
+        };
+        state.last_skipped = video.groups_skipped;
+        state.last_video_frames = video.received_frames;
+        report
+    }
+
+    pub fn set_sender(&self, state: SenderState) {
+        *self.sender.lock().expect("stats lock") = state;
+    }
+
+    pub fn sender(&self) -> SenderState {
+        self.sender.lock().expect("stats lock").clone()
+    }
+
+    /// Every decoded frame so far (bounded), for the benchmark.
+    pub fn timeline(&self) -> Vec<Decoded> {
+        self.timeline.lock().expect("stats lock").clone()
     }
 
     pub fn record_group_skipped(&self, kind: TrackKind) {
@@ -151,9 +257,15 @@ impl LessonStats {
     /// A decoder produced output for a frame captured at `capture_us`.
     pub fn record_decoded(&self, kind: TrackKind, capture_us: u64) {
         self.track(kind).decoded.fetch_add(1, Relaxed);
+        let now = unix_micros();
+        let latency_ms = now.saturating_sub(capture_us) as f64 / 1000.0;
+        {
+            let mut timeline = self.timeline.lock().expect("stats lock");
+            if timeline.len() < MAX_TIMELINE {
+                timeline.push(Decoded { at_us: now, kind, latency_ms });
+            }
+        }
         if kind == TrackKind::Video {
-            let now = unix_micros();
-            let latency_ms = now.saturating_sub(capture_us) as f64 / 1000.0;
             let mut l = self.latencies.lock().expect("stats lock");
             if l.all.len() < MAX_SAMPLES {
                 l.all.push(latency_ms);
@@ -223,6 +335,7 @@ impl LessonStats {
             latency_ms_p95: recent.map(|s| s.p95_ms),
             video,
             audio,
+            sender: self.sender(),
         }
     }
 

@@ -197,6 +197,52 @@ impl AbrController {
     }
 }
 
+/// One controller per classroom; the encoder follows the slowest box that has
+/// reported recently. NOTE: with a single encoding, one slow school lowers the picture
+/// for all; the relay still skips stale groups per subscriber so its latency stays
+/// bounded for everyone. Simulcast (a rendition per rung) would remove the coupling.
+#[derive(Debug)]
+pub struct ReceiverSet {
+    settings: AbrSettings,
+    boxes: std::collections::BTreeMap<String, (AbrController, Duration)>,
+    /// A box silent this long no longer counts.
+    pub forget_after: Duration,
+}
+
+impl ReceiverSet {
+    pub fn new(settings: AbrSettings) -> Self {
+        Self {
+            settings,
+            boxes: Default::default(),
+            forget_after: Duration::from_secs(30),
+        }
+    }
+
+    /// A report from `box_id`; returns that box's decision.
+    pub fn on_report(&mut self, now: Duration, box_id: &str, report: &ReceiverReport) -> Decision {
+        let (controller, last) = self
+            .boxes
+            .entry(box_id.to_string())
+            .or_insert_with(|| (AbrController::new(self.settings.clone()), now));
+        *last = now;
+        controller.on_report(now, report)
+    }
+
+    pub fn on_tick(&mut self, now: Duration) {
+        let forget = self.forget_after;
+        self.boxes.retain(|_, (_, last)| now.saturating_sub(*last) < forget);
+        for (controller, _) in self.boxes.values_mut() {
+            controller.on_tick(now);
+        }
+    }
+
+    /// The bitrate to encode at: the lowest target among boxes that are listening
+    /// (silent boxes hold their last value, so an outage does not ramp others up).
+    pub fn target_kbps(&self) -> Option<u32> {
+        self.boxes.values().map(|(c, _)| c.target_kbps()).min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +354,25 @@ mod tests {
         let s = simulate(|_| 2000.0, 0.03, 30.0);
         let (target, _) = at(&s, 29.0);
         assert!(target > 1200.0, "3% loss on a 2 Mbit/s link collapsed the rate to {target}");
+    }
+
+    #[test]
+    fn the_slowest_box_sets_the_rate_until_it_goes_away() {
+        let mut set = ReceiverSet::new(AbrSettings::default());
+        let fine = ReceiverReport {
+            received_kbps: 800.0,
+            ..Default::default()
+        };
+        let congested = ReceiverReport {
+            received_kbps: 300.0,
+            queue_delay_ms: 300.0,
+            ..Default::default()
+        };
+        set.on_report(Duration::ZERO, "a", &fine);
+        set.on_report(Duration::ZERO, "b", &congested);
+        assert!(set.target_kbps().unwrap() < 300);
+        set.on_tick(Duration::from_secs(31));
+        assert_eq!(set.target_kbps(), None);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub struct CaptureSettings {
 pub struct Capture {
     pipeline: gst::Pipeline,
     encoder: gst::Element,
+    caps_filter: gst::Element,
     profile: Profile,
     _bus: tokio::task::JoinHandle<()>,
 }
@@ -62,6 +63,7 @@ impl Capture {
         ]);
         let pipeline = pipeline::build(settings.pipelines_dir.as_deref(), &profile.name, "teacher", &vars)?;
         let encoder: gst::Element = pipeline::element(&pipeline, "video_encoder")?;
+        let caps_filter: gst::Element = pipeline::element(&pipeline, "video_caps")?;
         for (name, kind) in [("video_out", TrackKind::Video), ("audio_out", TrackKind::Audio)] {
             let sink: gst_app::AppSink = pipeline::element(&pipeline, name)?;
             sink.set_callbacks(frame_callbacks(kind, out.clone()));
@@ -71,6 +73,7 @@ impl Capture {
         Ok(Self {
             pipeline,
             encoder,
+            caps_filter,
             profile: profile.clone(),
             _bus: bus,
         })
@@ -79,6 +82,18 @@ impl Capture {
     /// Change the video bitrate while running (through the quirk table).
     pub fn set_video_bitrate(&self, kbps: u32) {
         self.profile.encoder().set_bitrate(&self.encoder, kbps);
+    }
+
+    /// Change picture size and frame rate while running. The encoder renegotiates and
+    /// starts the new size with a keyframe, so the change lands on a group boundary.
+    pub fn set_picture(&self, width: u32, height: u32, framerate: u32) {
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", width as i32)
+            .field("height", height as i32)
+            .field("framerate", gst::Fraction::new(framerate as i32, 1))
+            .build();
+        self.caps_filter.set_property("caps", caps);
     }
 }
 

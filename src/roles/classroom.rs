@@ -14,8 +14,8 @@ use crate::{
         display::{Display, DisplaySettings, Output},
         probe::Profile,
     },
-    stats::LessonStats,
-    transport::{TEACHER_BROADCAST, catalog::Catalog, link::Link, subscribe},
+    stats::{LessonStats, ReportState},
+    transport::{TEACHER_BROADCAST, catalog::Catalog, link::Link, report::ReportPublisher, subscribe},
     web::{PageInfo, WebServer, WebState},
 };
 
@@ -47,6 +47,25 @@ pub async fn run(
         }));
     }
     let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), false, shutdown.clone()));
+    // Receiver reports back to the teacher's bitrate controller, four a second.
+    let mut reports = ReportPublisher::new(&origin, &config.box_id())?;
+    tasks.push(tokio::spawn({
+        let stats = stats.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let mut state = ReportState::default();
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = reports.send(&stats.receiver_report(&mut state)) {
+                    tracing::debug!(error = %e, "receiver report not sent");
+                }
+            }
+        }
+    }));
 
     // Watch for the teacher's broadcast; each time it appears (first start, teacher
     // reconnect, relay restart) subscribe afresh. The display outlives lessons.

@@ -1,22 +1,28 @@
-//! Teacher: capture (gst) -> encode (gst) -> Frame -> publisher (moq-lite, QUIC) -> relay.
+//! Teacher: capture (gst) -> encode (gst) -> Frame -> publisher (moq-lite, QUIC) -> relay,
+//! and receiver reports from the classrooms -> ABR -> encoder bitrate and picture size.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    abr::{AbrSettings, Decision, ReceiverSet, ladder},
     config::Config,
     media::{
         self,
         capture::{Capture, CaptureSettings},
     },
-    stats::LessonStats,
+    stats::{LessonStats, SenderState},
     transport::{
         TEACHER_BROADCAST,
         catalog::{AudioInfo, Catalog, VideoInfo},
         link::Link,
         publish::BroadcastPublisher,
+        report,
     },
 };
 
@@ -34,13 +40,19 @@ pub async fn run(
     tracing::info!(profile = %profile.name, reason = %profile.reason, "teacher media profile");
 
     let t = &config.teacher;
+    // Adaptive: the ladder decides the picture; fixed: the config does.
+    let mut rung = t.adaptive.then(|| ladder::rung_for(t.video_kbps, None)).flatten();
+    let (width, height, framerate) = match rung {
+        Some(r) => (r.width, r.height, r.framerate),
+        None => (t.width, t.height, t.framerate),
+    };
     let catalog = Catalog {
         version: Catalog::VERSION,
         video: Some(VideoInfo {
             codec: "h264".into(),
-            width: t.width,
-            height: t.height,
-            framerate: t.framerate,
+            width,
+            height,
+            framerate,
         }),
         audio: Some(AudioInfo {
             codec: "opus".into(),
@@ -52,14 +64,15 @@ pub async fn run(
     // capture -> frames -> publisher (into the local origin) -> link (to the relay)
     let origin = super::spawn_origin();
     let publisher = BroadcastPublisher::new(&origin, TEACHER_BROADCAST, &catalog)?;
+    let video_switch = publisher.video_switch();
     let (frames_tx, frames_rx) = mpsc::channel(256);
     let (errors_tx, mut errors_rx) = mpsc::unbounded_channel();
     let capture = Capture::start(
         &profile,
         &CaptureSettings {
-            width: t.width,
-            height: t.height,
-            framerate: t.framerate,
+            width,
+            height,
+            framerate,
             video_kbps: t.video_kbps,
             audio_kbps: t.audio_kbps,
             keyframe_interval: t.keyframe_interval,
@@ -70,15 +83,78 @@ pub async fn run(
         Some(errors_tx),
     )
     .await?;
+    stats.set_sender(SenderState {
+        target_kbps: t.video_kbps,
+        rung: rung.map(|r| r.name.to_string()),
+        reason: None,
+    });
 
     let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), stop_when_refused, shutdown.clone()));
-    let result = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
-        r = publisher.run(frames_rx, &stats) => r.map_err(anyhow::Error::from),
-        Some(e) = errors_rx.recv() => Err(anyhow::Error::from(e).context("capture failed")),
+    let mut publish_task = tokio::spawn({
+        let stats = stats.clone();
+        async move { publisher.run(frames_rx, &stats).await }
+    });
+    // classrooms' reports -> controller
+    let (reports_tx, mut reports_rx) = mpsc::channel(64);
+    let reports_task = tokio::spawn(report::watch_reports(origin.clone(), reports_tx));
+    let mut receivers = ReceiverSet::new(AbrSettings {
+        start_kbps: t.video_kbps,
+        ..Default::default()
+    });
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut applied = t.video_kbps;
+
+    let result: anyhow::Result<()> = loop {
+        let reason = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            r = &mut publish_task => break r.map_err(anyhow::Error::from).and_then(|r| r.map_err(Into::into)),
+            Some(e) = errors_rx.recv() => break Err(anyhow::Error::from(e).context("capture failed")),
+            Some((box_id, report)) = reports_rx.recv() => {
+                match receivers.on_report(started.elapsed(), &box_id, &report) {
+                    Decision::Decrease { to_kbps, reason } => {
+                        tracing::debug!(%box_id, to_kbps, %reason, "bitrate down");
+                        Some(reason)
+                    }
+                    _ => None,
+                }
+            }
+            _ = tick.tick() => {
+                receivers.on_tick(started.elapsed());
+                None
+            }
+        };
+        if !t.adaptive {
+            continue;
+        }
+        let Some(target) = receivers.target_kbps() else { continue };
+        if target == applied {
+            continue;
+        }
+        applied = target;
+        let next = ladder::rung_for(target, rung);
+        if next != rung {
+            match next {
+                Some(r) => {
+                    tracing::info!(rung = r.name, kbps = target, "picture changes");
+                    capture.set_picture(r.width, r.height, r.framerate);
+                }
+                None => tracing::info!(kbps = target, "link too weak for video: audio only"),
+            }
+            video_switch.store(next.is_some(), Ordering::Relaxed);
+            rung = next;
+        }
+        capture.set_video_bitrate(target.max(ladder::LADDER.last().expect("non-empty").min_kbps));
+        stats.set_sender(SenderState {
+            target_kbps: target,
+            rung: rung.map(|r| r.name.to_string()),
+            reason: reason.or_else(|| stats.sender().reason),
+        });
     };
     drop(capture);
     shutdown.cancel();
+    publish_task.abort();
+    reports_task.abort();
     let link_result = link_task.await?;
     result?;
     link_result?;

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod endpoint;
 pub mod link;
 pub mod publish;
+pub mod report;
 pub mod subscribe;
 pub mod tls;
 

@@ -3,7 +3,13 @@
 //! The broadcast lives in a local moq origin; the [`Link`](super::link::Link) session
 //! announces it to the relay, and keeps doing so across reconnects.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use moq_net::{Timestamp, broadcast, group, origin, track};
 use tokio::sync::mpsc;
@@ -29,6 +35,8 @@ pub struct BroadcastPublisher {
     pub sent_audio: u64,
     /// Video frames dropped while waiting for the first keyframe.
     pub skipped_until_keyframe: u64,
+    /// Cleared for an audio-only lesson (the link cannot carry the lowest rung).
+    video_enabled: Arc<AtomicBool>,
 }
 
 impl BroadcastPublisher {
@@ -63,7 +71,13 @@ impl BroadcastPublisher {
             sent_video: 0,
             sent_audio: 0,
             skipped_until_keyframe: 0,
+            video_enabled: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// A switch for video: off sends audio only; on resumes at the next keyframe.
+    pub fn video_switch(&self) -> Arc<AtomicBool> {
+        self.video_enabled.clone()
     }
 
     /// Send one frame. A keyframe starts a new video group; audio packets are groups of one.
@@ -71,6 +85,13 @@ impl BroadcastPublisher {
         let timestamp = Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO);
         match frame.track {
             TrackKind::Video => {
+                if !self.video_enabled.load(Ordering::Relaxed) {
+                    // Close the current group so resuming starts on a keyframe.
+                    if let Some(old) = self.video_group.take() {
+                        let _ = old.finish();
+                    }
+                    return Ok(());
+                }
                 if frame.keyframe {
                     if let Some(old) = self.video_group.take() {
                         let _ = old.finish();

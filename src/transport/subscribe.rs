@@ -50,15 +50,21 @@ pub async fn forward_track(
         .with_max_age(budget);
     let mut track: track::Subscriber = broadcast.track(kind.track_name())?.subscribe(subscription).await?;
     let mut current: Option<group::Consumer> = None;
+    let mut last_sequence: Option<u64> = None;
     loop {
         tokio::select! {
             // Prefer a newer group: it supersedes the one being read.
             biased;
             next = track.recv_group() => match next? {
                 Some(group) => {
-                    if current.is_some() {
-                        stats.record_group_skipped(kind);
+                    // A gap in sequence numbers: groups skipped as too old (by us, the
+                    // relay or the sender) never arrive at all.
+                    if let Some(last) = last_sequence {
+                        for _ in last + 1..group.sequence {
+                            stats.record_group_skipped(kind);
+                        }
                     }
+                    last_sequence = Some(last_sequence.map_or(group.sequence, |l| l.max(group.sequence)));
                     current = Some(group);
                 }
                 None => return Ok(()),

@@ -1,0 +1,114 @@
+//! Receiver reports, classroom -> teacher, as a moq-lite track.
+//!
+//! Each box publishes `classroom/<box>` with a `report` track (one JSON frame per
+//! group, about four a second); the teacher watches `classroom/*` and reads them.
+//! Riding on moq-lite keeps them working through a stock moq-relay.
+
+use moq_net::{Timestamp, broadcast, origin, track};
+use tokio::sync::mpsc;
+
+use super::{CLASSROOM_BROADCAST, TransportError};
+use crate::abr::ReceiverReport;
+
+pub const TRACK: &str = "report";
+const PRIORITY: u8 = 250;
+
+/// The broadcast name for box `id`.
+pub fn broadcast_name(id: &str) -> String {
+    format!("{CLASSROOM_BROADCAST}/{id}")
+}
+
+pub struct ReportPublisher {
+    broadcast: broadcast::Producer,
+    track: track::Producer,
+    sequence: u64,
+}
+
+impl ReportPublisher {
+    pub fn new(origin: &origin::Producer, box_id: &str) -> Result<Self, TransportError> {
+        let broadcast = origin.create_broadcast(broadcast_name(box_id).as_str())?;
+        let track = broadcast.create_track(TRACK, track::Info::default().with_priority(PRIORITY))?;
+        broadcast.announce(Default::default())?;
+        Ok(Self {
+            broadcast,
+            track,
+            sequence: 0,
+        })
+    }
+
+    pub fn send(&mut self, report: &ReceiverReport) -> Result<(), TransportError> {
+        let mut group = self.track.append_group()?;
+        self.sequence += 1;
+        let ts = Timestamp::from_scale(self.sequence * 250, 1000).unwrap_or(Timestamp::ZERO);
+        group.write_frame(ts, serde_json::to_vec(report).expect("report serializes"))?;
+        group.finish()?;
+        Ok(())
+    }
+}
+
+impl Drop for ReportPublisher {
+    fn drop(&mut self) {
+        let _ = self.track.finish();
+        self.broadcast.close();
+    }
+}
+
+/// Watch `classroom/*` in `origin` and forward every box's reports as (box, report)
+/// until the origin closes.
+pub async fn watch_reports(origin: origin::Producer, out: mpsc::Sender<(String, ReceiverReport)>) {
+    let consumer = origin.consume();
+    let mut announced = consumer.announced();
+    let mut readers: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = Default::default();
+    while let Some(update) = announced.next().await {
+        let path = update.prefix.as_str().to_string();
+        let Some(box_id) = path.strip_prefix(&format!("{CLASSROOM_BROADCAST}/")).map(str::to_string) else {
+            continue;
+        };
+        if let Some(old) = readers.remove(&box_id) {
+            old.abort();
+        }
+        if !update.kind.is_active() {
+            continue;
+        }
+        let Ok(broadcast) = consumer.request_broadcast(path.as_str()).await else {
+            continue;
+        };
+        let out = out.clone();
+        let id = box_id.clone();
+        readers.insert(
+            box_id,
+            tokio::spawn(async move {
+                if let Err(e) = read_reports(&broadcast, &id, &out).await {
+                    tracing::debug!(box_id = %id, error = %e, "report track ended");
+                }
+            }),
+        );
+    }
+    for (_, r) in readers {
+        r.abort();
+    }
+}
+
+async fn read_reports(
+    broadcast: &broadcast::Consumer,
+    box_id: &str,
+    out: &mpsc::Sender<(String, ReceiverReport)>,
+) -> Result<(), TransportError> {
+    let mut track = broadcast
+        .track(TRACK)?
+        .subscribe(moq_net::track::Subscription::default().with_priority(PRIORITY))
+        .await?;
+    while let Some(mut group) = track.recv_group().await? {
+        while let Some(frame) = group.read_frame().await? {
+            match serde_json::from_slice::<ReceiverReport>(&frame.payload) {
+                Ok(report) => {
+                    if out.send((box_id.to_string(), report)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => tracing::warn!(%box_id, error = %e, "malformed receiver report ignored"),
+            }
+        }
+    }
+    Ok(())
+}
