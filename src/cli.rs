@@ -46,6 +46,39 @@ pub enum Command {
     Demo(DemoArgs),
     /// What this machine has (GStreamer, codecs, sinks), what will be used, and why.
     Doctor(DoctorArgs),
+    /// Latency and adaptive-bitrate benchmark over emulated links, beside an SRT baseline.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Bandwidth traces in Mahimahi format (one line per 1500-byte opportunity, in ms).
+    #[arg(required = true, value_name = "TRACE")]
+    pub traces: Vec<PathBuf>,
+    /// Round-trip time added by the link (half each way), ms.
+    #[arg(long, default_value_t = 80)]
+    pub rtt_ms: u64,
+    /// Random packet loss each way, percent.
+    #[arg(long, default_value_t = 1.0)]
+    pub loss_percent: f64,
+    /// Delay variation each way (±), ms.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Bottleneck queue (drop-tail), KiB.
+    #[arg(long, default_value_t = 150)]
+    pub queue_kib: usize,
+    /// The SRT baseline's fixed video bitrate, kbit/s.
+    #[arg(long, default_value_t = 800)]
+    pub baseline_kbps: u32,
+    /// Skip the SRT baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Print the figures as JSON (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -177,7 +210,7 @@ impl Cli {
                     ));
                 }
             }
-            Command::Demo(_) | Command::Doctor(_) => {}
+            Command::Demo(_) | Command::Doctor(_) | Command::Bench(_) => {}
         }
         Ok(out)
     }

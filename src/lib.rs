@@ -14,6 +14,7 @@
 
 pub mod abr;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod emulator;

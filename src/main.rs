@@ -83,6 +83,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<Ex
             None => roles::relay::run(&config, shutdown).await?,
         },
         Command::Demo(args) => roles::demo::run(args, shutdown).await?,
+        Command::Bench(args) => roles::bench::run(args, shutdown).await?,
         Command::Doctor(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -177,10 +177,16 @@ impl LessonStats {
         t.sent_bytes.fetch_add(frame.payload.len() as u64, Relaxed);
     }
 
-    pub fn record_received(&self, kind: TrackKind, wire_bytes: usize, frame: &Frame) {
+    /// Bytes of one frame that arrived (when only the size is known, as in the
+    /// benchmark's baseline).
+    pub fn record_received_bytes(&self, kind: TrackKind, wire_bytes: usize) {
         let t = self.track(kind);
         t.received_frames.fetch_add(1, Relaxed);
         t.received_bytes.fetch_add(wire_bytes as u64, Relaxed);
+    }
+
+    pub fn record_received(&self, kind: TrackKind, wire_bytes: usize, frame: &Frame) {
+        self.record_received_bytes(kind, wire_bytes);
         let now = unix_micros();
         let mut arrivals = self.arrivals.lock().expect("stats lock");
         arrivals.push_back(Arrival {

@@ -134,7 +134,7 @@ fn frame_callbacks(kind: TrackKind, out: mpsc::Sender<Frame>) -> gst_app::AppSin
 
 /// The wall-clock time at which a live source captured the buffer with `pts`:
 /// now, minus how long ago (on the pipeline clock) running time `pts` was.
-fn capture_time_us(element: &gst::Element, pts: gst::ClockTime) -> u64 {
+pub(crate) fn capture_time_us(element: &gst::Element, pts: gst::ClockTime) -> u64 {
     let now_wall = unix_micros();
     let (Some(clock), Some(base)) = (element.clock(), element.base_time()) else {
         return now_wall;

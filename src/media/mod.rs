@@ -7,6 +7,7 @@
 //!
 //! [`Frame`]: crate::frame::Frame
 
+pub mod baseline;
 pub mod capture;
 pub mod display;
 pub mod encoder;

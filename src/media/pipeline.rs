@@ -12,11 +12,13 @@ use super::MediaError;
 const BUILT_IN: &[(&str, &str, &str)] = &[
     ("software", "teacher", include_str!("../../gst-pipelines/software/teacher.pipeline")),
     ("software", "classroom", include_str!("../../gst-pipelines/software/classroom.pipeline")),
+    ("baseline", "srt-sender", include_str!("../../gst-pipelines/baseline/srt-sender.pipeline")),
+    ("baseline", "srt-receiver", include_str!("../../gst-pipelines/baseline/srt-receiver.pipeline")),
 ];
 
-/// Profiles with built-in descriptions.
+/// Platform profiles with built-in descriptions (the benchmark's baseline is not one).
 pub fn built_in_profiles() -> Vec<&'static str> {
-    let mut names: Vec<_> = BUILT_IN.iter().map(|(p, _, _)| *p).collect();
+    let mut names: Vec<_> = BUILT_IN.iter().map(|(p, _, _)| *p).filter(|p| *p != "baseline").collect();
     names.dedup();
     names
 }

@@ -1,6 +1,7 @@
 //! Wiring only: each role reads as its data flow in DESIGN.md. `media` and
 //! `transport` never meet anywhere else.
 
+pub mod bench;
 pub mod classroom;
 pub mod demo;
 pub mod doctor;
