@@ -76,6 +76,12 @@ pub struct BenchArgs {
     /// Skip the SRT baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Run classbox without adaptation, at this fixed video bitrate (diagnosis).
+    #[arg(long, value_name = "KBPS")]
+    pub fixed_kbps: Option<u32>,
+    /// Write every decoded frame (run, system, seconds, track, latency ms) as CSV here.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
     /// Print the figures as JSON (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,

@@ -66,6 +66,7 @@ pub struct Decoded {
 #[derive(Debug, Clone, Copy)]
 struct Arrival {
     at_us: u64,
+    kind: TrackKind,
     bytes: usize,
     delay_ms: f64,
 }
@@ -191,6 +192,7 @@ impl LessonStats {
         let mut arrivals = self.arrivals.lock().expect("stats lock");
         arrivals.push_back(Arrival {
             at_us: now,
+            kind,
             bytes: wire_bytes,
             // Signed: the sender's clock may be ahead of ours.
             delay_ms: (now as f64 - frame.capture_us as f64) / 1000.0,
@@ -203,29 +205,40 @@ impl LessonStats {
     /// Summarise the last second for the sender's bitrate controller.
     pub fn receiver_report(&self, state: &mut ReportState) -> crate::abr::ReceiverReport {
         let now = unix_micros();
-        let (received_kbps, recent) = {
+        let (received_kbps, lowest, medians) = {
             let arrivals = self.arrivals.lock().expect("stats lock");
             let in_window: Vec<&Arrival> =
                 arrivals.iter().filter(|a| now.saturating_sub(a.at_us) <= ARRIVAL_WINDOW_US).collect();
             let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
-            let mut recent: Vec<f64> = in_window
-                .iter()
-                .filter(|a| now.saturating_sub(a.at_us) <= 500_000)
-                .map(|a| a.delay_ms)
+            let recent = |kind: TrackKind| -> Vec<f64> {
+                let mut v: Vec<f64> = in_window
+                    .iter()
+                    .filter(|a| a.kind == kind && now.saturating_sub(a.at_us) <= 500_000)
+                    .map(|a| a.delay_ms)
+                    .collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                v
+            };
+            let (video, audio) = (recent(TrackKind::Video), recent(TrackKind::Audio));
+            let lowest = video.first().into_iter().chain(audio.first()).copied().fold(f64::INFINITY, f64::min);
+            // Audio jumps the sender's queue (it has priority), so only video shows a
+            // backlog at the relay; both show one at the bottleneck. Take the worse.
+            let medians: Vec<f64> = [video.get(video.len() / 2), audio.get(audio.len() / 2)]
+                .into_iter()
+                .flatten()
+                .copied()
                 .collect();
-            recent.sort_by(|a, b| a.total_cmp(b));
-            (bytes as f64 * 8.0 / 1000.0 / (ARRIVAL_WINDOW_US as f64 / 1e6), recent)
+            (bytes as f64 * 8.0 / 1000.0 / (ARRIVAL_WINDOW_US as f64 / 1e6), lowest, medians)
         };
-        let queue_delay_ms = match (recent.first(), recent.get(recent.len() / 2)) {
-            (Some(&lowest), Some(&median)) => {
-                state.minima.push_back((now, lowest));
-                while state.minima.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 10_000_000) {
-                    state.minima.pop_front();
-                }
-                let base = state.minima.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
-                (median - base).max(0.0)
+        let queue_delay_ms = if lowest.is_finite() {
+            state.minima.push_back((now, lowest));
+            while state.minima.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 10_000_000) {
+                state.minima.pop_front();
             }
-            _ => 0.0,
+            let base = state.minima.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
+            medians.iter().map(|m| m - base).fold(0.0, f64::max)
+        } else {
+            0.0
         };
         let video = self.totals(TrackKind::Video);
         let report = crate::abr::ReceiverReport {

@@ -27,6 +27,7 @@ pub struct CaptureSettings {
 /// A running capture pipeline. Dropping it stops the pipeline (state Null).
 pub struct Capture {
     pipeline: gst::Pipeline,
+    video_out: gst_app::AppSink,
     encoder: gst::Element,
     caps_filter: gst::Element,
     profile: Profile,
@@ -43,7 +44,7 @@ impl Capture {
     ) -> Result<Self, MediaError> {
         let (video_source, audio_source) = if settings.test_sources {
             (
-                "videotestsrc is-live=true pattern=ball motion=sweep background-color=0xff204060".to_string(),
+                "videotestsrc is-live=true pattern=smpte horizontal-speed=2".to_string(),
                 "audiotestsrc is-live=true wave=sine freq=440 volume=0.3".to_string(),
             )
         } else {
@@ -68,10 +69,12 @@ impl Capture {
             let sink: gst_app::AppSink = pipeline::element(&pipeline, name)?;
             sink.set_callbacks(frame_callbacks(kind, out.clone()));
         }
+        let video_out: gst_app::AppSink = pipeline::element(&pipeline, "video_out")?;
         let bus = super::watch_bus(&pipeline, "teacher-capture", errors);
         super::set_state(&pipeline, gst::State::Playing).await?;
         Ok(Self {
             pipeline,
+            video_out,
             encoder,
             caps_filter,
             profile: profile.clone(),
@@ -82,6 +85,22 @@ impl Capture {
     /// Change the video bitrate while running (through the quirk table).
     pub fn set_video_bitrate(&self, kbps: u32) {
         self.profile.encoder().set_bitrate(&self.encoder, kbps);
+    }
+
+    /// Ask the encoder for a keyframe now (a new group): a classroom that just joined
+    /// then starts from the present instead of catching up a whole GOP.
+    pub fn force_keyframe(&self) {
+        // The structure gst_video_event_new_upstream_force_key_unit() builds; sent from
+        // the sink, it travels upstream to the encoder.
+        let event = gst::event::CustomUpstream::new(
+            gst::Structure::builder("GstForceKeyUnit")
+                .field("all-headers", true)
+                .field("count", 0u32)
+                .build(),
+        );
+        if !self.video_out.send_event(event) {
+            tracing::debug!("encoder ignored a keyframe request");
+        }
     }
 
     /// Change picture size and frame rate while running. The encoder renegotiates and

@@ -38,18 +38,34 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
     media::init()?;
     let profile = media::probe::choose("auto")?;
     let mut results = Vec::new();
+    let mut timeline = match &args.timeline {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("cannot write --timeline {}: {e}", path.display()))?;
+            writeln!(f, "trace,system,seconds,track,latency_ms")?;
+            Some(f)
+        }
+        None => None,
+    };
     for path in &args.traces {
         let trace = Trace::load(path)?;
         let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         let link = link_profile(args, &trace);
-        let ours = run_classbox(args, &name, &trace, link.clone(), shutdown.child_token()).await?;
+        let (ours, ours_run) = run_classbox(args, &name, &trace, link.clone(), shutdown.child_token()).await?;
+        if let Some(f) = timeline.as_mut() {
+            write_timeline(f, &name, "classbox", &ours_run)?;
+        }
         if shutdown.is_cancelled() {
             break;
         }
         let baseline = if args.no_baseline {
             None
         } else {
-            Some(run_baseline(args, &name, &trace, link, &profile, shutdown.child_token()).await?)
+            let (figures, run) = run_baseline(args, &name, &trace, link, &profile, shutdown.child_token()).await?;
+            if let Some(f) = timeline.as_mut() {
+                write_timeline(f, &name, "srt", &run)?;
+            }
+            Some(figures)
         };
         results.push(TraceResult {
             trace: name,
@@ -67,6 +83,19 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print_table(&results);
+    }
+    Ok(())
+}
+
+fn write_timeline(f: &mut std::fs::File, trace: &str, system: &str, run: &RunData) -> std::io::Result<()> {
+    for d in &run.timeline {
+        writeln!(
+            f,
+            "{trace},{system},{:.3},{},{:.1}",
+            d.at_us.saturating_sub(run.started_us) as f64 / 1e6,
+            d.kind.track_name(),
+            d.latency_ms
+        )?;
     }
     Ok(())
 }
@@ -149,7 +178,7 @@ async fn observe(
             let latency = stats.latest().latency_ms_p50.map_or("-".into(), |l| format!("{l:.0} ms"));
             let target = sender.map(|s| {
                 let st = s.sender();
-                format!("  target {} kbit/s {}", st.target_kbps, st.rung.unwrap_or_else(|| "audio-only".into()))
+                format!("  target {} kbit/s {}", st.target_kbps, st.rung.unwrap_or_else(|| "(no rung)".into()))
             });
             progress.update(
                 last_second,
@@ -174,7 +203,7 @@ async fn run_classbox(
     trace: &Trace,
     link: LinkProfile,
     shutdown: CancellationToken,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<(Figures, RunData)> {
     let state = tempfile::Builder::new().prefix("classbox-bench-").tempdir()?;
     let settings = RelaySettings::from_state_dir(
         state.path(),
@@ -203,7 +232,11 @@ async fn run_classbox(
         c
     };
     let classroom_config = config(Role::Box, emulator.addr().to_string());
-    let teacher_config = config(Role::Teacher, relay_addr.to_string());
+    let mut teacher_config = config(Role::Teacher, relay_addr.to_string());
+    if let Some(kbps) = args.fixed_kbps {
+        teacher_config.teacher.adaptive = false;
+        teacher_config.teacher.video_kbps = kbps;
+    }
     let classroom_stats = Arc::new(LessonStats::default());
     let teacher_stats = Arc::new(LessonStats::default());
     let classroom = tokio::spawn({
@@ -250,7 +283,7 @@ async fn run_classbox(
         video_bytes_received: classroom_stats.totals(TrackKind::Video).received_bytes,
         bytes_sent: video.sent_bytes + audio.sent_bytes,
     };
-    Ok(figures(trace, &run))
+    Ok((figures(trace, &run), run))
 }
 
 async fn run_baseline(
@@ -260,7 +293,7 @@ async fn run_baseline(
     link: LinkProfile,
     profile: &media::probe::Profile,
     shutdown: CancellationToken,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<(Figures, RunData)> {
     let listen = {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
         probe.local_addr()?
@@ -304,7 +337,7 @@ async fn run_baseline(
         video_bytes_received: stats.totals(TrackKind::Video).received_bytes,
         bytes_sent: sent,
     };
-    Ok(figures(trace, &run))
+    Ok((figures(trace, &run), run))
 }
 
 fn print_table(results: &[TraceResult]) {

@@ -111,6 +111,10 @@ pub async fn run(
             r = &mut publish_task => break r.map_err(anyhow::Error::from).and_then(|r| r.map_err(Into::into)),
             Some(e) = errors_rx.recv() => break Err(anyhow::Error::from(e).context("capture failed")),
             Some((box_id, report)) = reports_rx.recv() => {
+                if !receivers.knows(&box_id) {
+                    tracing::info!(%box_id, "classroom joined");
+                    capture.force_keyframe();
+                }
                 match receivers.on_report(started.elapsed(), &box_id, &report) {
                     Decision::Decrease { to_kbps, reason } => {
                         tracing::debug!(%box_id, to_kbps, %reason, "bitrate down");
@@ -138,6 +142,7 @@ pub async fn run(
                 Some(r) => {
                     tracing::info!(rung = r.name, kbps = target, "picture changes");
                     capture.set_picture(r.width, r.height, r.framerate);
+                    receivers.expect_burst(started.elapsed(), Duration::from_secs(1));
                 }
                 None => tracing::info!(kbps = target, "link too weak for video: audio only"),
             }
