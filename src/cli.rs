@@ -68,7 +68,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
     /// Bottleneck queue (drop-tail), KiB.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 64)]
     pub queue_kib: usize,
     /// The SRT baseline's fixed video bitrate, kbit/s.
     #[arg(long, default_value_t = 800)]

@@ -16,8 +16,8 @@ pub struct Rung {
 
 /// Highest first. Below the last rung's minimum the lesson is audio-only.
 pub const LADDER: &[Rung] = &[
-    Rung { name: "720p30", width: 1280, height: 720, framerate: 30, min_kbps: 1500, max_kbps: 3000 },
-    Rung { name: "480p25", width: 854, height: 480, framerate: 25, min_kbps: 700, max_kbps: 1500 },
+    Rung { name: "720p30", width: 1280, height: 720, framerate: 30, min_kbps: 2500, max_kbps: 4000 },
+    Rung { name: "480p25", width: 854, height: 480, framerate: 25, min_kbps: 700, max_kbps: 2500 },
     Rung { name: "360p20", width: 640, height: 360, framerate: 20, min_kbps: 350, max_kbps: 700 },
     Rung { name: "240p15", width: 426, height: 240, framerate: 15, min_kbps: 150, max_kbps: 350 },
     Rung { name: "180p10", width: 320, height: 180, framerate: 10, min_kbps: 60, max_kbps: 150 },
@@ -45,7 +45,7 @@ mod tests {
 
     #[test]
     fn rates_map_to_rungs_with_hysteresis() {
-        assert_eq!(rung_for(2500, None).unwrap().name, "720p30");
+        assert_eq!(rung_for(3000, None).unwrap().name, "720p30");
         assert_eq!(rung_for(400, None).unwrap().name, "360p20");
         assert!(rung_for(40, None).is_none(), "audio-only");
         let r360 = rung_for(500, None).unwrap();

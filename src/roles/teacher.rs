@@ -146,6 +146,10 @@ pub async fn run(
                 }
                 None => tracing::info!(kbps = target, "link too weak for video: audio only"),
             }
+            if rung.is_none() && next.is_some() {
+                // Back from audio-only: start the picture now, not at the next GOP.
+                capture.force_keyframe();
+            }
             video_switch.store(next.is_some(), Ordering::Relaxed);
             rung = next;
         }
