@@ -33,6 +33,26 @@ pub struct RunData {
     pub bytes_sent: u64,
 }
 
+impl RunData {
+    /// What the receiving side of a run recorded, plus what the sender sent.
+    pub fn from_receiver(
+        started_us: u64,
+        duration: Duration,
+        receiver: &crate::stats::LessonStats,
+        delivered: Vec<(u64, u64)>,
+        bytes_sent: u64,
+    ) -> Self {
+        Self {
+            started_us,
+            duration,
+            timeline: receiver.timeline(),
+            delivered,
+            video_bytes_received: receiver.totals(TrackKind::Video).received_bytes,
+            bytes_sent,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Figures {
     pub decoded_video_frames: usize,

@@ -275,14 +275,8 @@ async fn run_classbox(
 
     let video = teacher_stats.totals(TrackKind::Video);
     let audio = teacher_stats.totals(TrackKind::Audio);
-    let run = RunData {
-        started_us,
-        duration,
-        timeline: classroom_stats.timeline(),
-        delivered,
-        video_bytes_received: classroom_stats.totals(TrackKind::Video).received_bytes,
-        bytes_sent: video.sent_bytes + audio.sent_bytes,
-    };
+    let sent = video.sent_bytes + audio.sent_bytes;
+    let run = RunData::from_receiver(started_us, duration, &classroom_stats, delivered, sent);
     Ok((figures(trace, &run), run))
 }
 
@@ -329,14 +323,7 @@ async fn run_baseline(
     drop(baseline);
     shutdown.cancel();
     emulator.join().await;
-    let run = RunData {
-        started_us,
-        duration,
-        timeline: stats.timeline(),
-        delivered,
-        video_bytes_received: stats.totals(TrackKind::Video).received_bytes,
-        bytes_sent: sent,
-    };
+    let run = RunData::from_receiver(started_us, duration, &stats, delivered, sent);
     Ok((figures(trace, &run), run))
 }
 
