@@ -226,6 +226,37 @@ impl TokenKey {
     }
 }
 
+/// Read a token's claims without checking its signature (only the relay can): lets
+/// a client notice it holds the wrong kind of token before it connects.
+pub fn peek_claims(token: &str) -> Result<Claims, TokenError> {
+    let body = token.split('.').nth(1).ok_or(TokenError::Malformed("expected three dot-separated parts"))?;
+    B64.decode(body)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::Malformed("claims"))
+}
+
+/// Whether `token` lets its holder act as `role` (publish and watch what it needs).
+pub fn check_role(token: &str, role: Role) -> Result<(), String> {
+    let claims = peek_claims(token).map_err(|e| e.to_string())?;
+    let covers = |granted: &[String], wanted: &[String]| {
+        wanted
+            .iter()
+            .all(|w| granted.iter().any(|g| g.is_empty() || w == g || w.starts_with(&format!("{g}/"))))
+    };
+    if covers(&claims.put, &role.publish()) && covers(&claims.get, &role.subscribe()) {
+        return Ok(());
+    }
+    let (is, want) = match role {
+        Role::Teacher => ("a classroom box", "teacher"),
+        Role::Box => ("a teacher", "box"),
+    };
+    Err(format!(
+        "this token is for {is}, not for this role: issue one with `classbox relay token --room {} --role {want}`",
+        claims.root
+    ))
+}
+
 /// Length of `header.body`, the part of a JWT the signature covers.
 fn header_len(token: &str) -> usize {
     token.rfind('.').unwrap_or(token.len())
@@ -300,6 +331,23 @@ mod tests {
         assert_eq!(a.secret, b.secret);
         std::fs::write(&path, r#"{"kty":"oct","alg":"HS256","k":"c2hvcnQ"}"#).unwrap();
         assert!(matches!(TokenKey::load_or_create(&path), Err(KeyError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_box_token_is_not_a_teacher_token() {
+        let key = TokenKey::generate();
+        let box_token = key.issue("maths", Role::Box, Duration::from_secs(60));
+        assert!(check_role(&box_token, Role::Box).is_ok());
+        let err = check_role(&box_token, Role::Teacher).unwrap_err();
+        assert!(err.contains("--role teacher"), "{err}");
+        let wide = key.sign(&Claims {
+            root: "maths".into(),
+            put: vec!["".into()],
+            get: vec!["".into()],
+            exp: unix_now() + 60,
+            iat: 0,
+        });
+        assert!(check_role(&wide, Role::Teacher).is_ok());
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     media::init()?;
     let profile = media::probe::choose(&config.media.profile)?;
-    let link = Link::new(super::link_settings(config)?)?;
+    let settings = super::link_settings(config)?;
+    super::check_token_role(&settings, crate::auth::Role::Box)?;
+    let link = Link::new(settings)?;
     let output = Output::detect(config.classroom.display);
     tracing::info!(profile = %profile.name, reason = %profile.reason, ?output, "classroom media profile");
 

@@ -35,6 +35,18 @@ pub fn link_settings(config: &Config) -> Result<LinkSettings, ConfigError> {
     })
 }
 
+/// Refuse, before connecting, a token that cannot do what `role` needs.
+pub fn check_token_role(settings: &LinkSettings, role: crate::auth::Role) -> Result<(), ConfigError> {
+    match &settings.token {
+        Some(token) => crate::auth::check_role(token, role).map_err(|message| ConfigError::Key {
+            key: "link.token".into(),
+            origin: "config".into(),
+            message,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A moq origin whose driver runs on the ambient runtime until the origin is dropped.
 pub fn spawn_origin() -> moq_net::origin::Producer {
     let (origin, driver) = moq_net::origin::Producer::new(moq_net::origin::Config::default());

@@ -36,7 +36,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     media::init()?;
     let profile = media::probe::choose(&config.media.profile)?;
-    let link = Link::new(super::link_settings(config)?)?;
+    let settings = super::link_settings(config)?;
+    super::check_token_role(&settings, crate::auth::Role::Teacher)?;
+    let link = Link::new(settings)?;
     tracing::info!(profile = %profile.name, reason = %profile.reason, "teacher media profile");
 
     let t = &config.teacher;
