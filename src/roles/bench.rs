@@ -247,11 +247,7 @@ async fn run_classbox(
         let (stats, stop) = (teacher_stats.clone(), shutdown.clone());
         async move { super::teacher::run(&teacher_config, stats, true, stop).await }
     });
-    tokio::spawn({
-        let (stats, stop) = (classroom_stats.clone(), shutdown.clone());
-        async move { stats.run_sampler(stop).await }
-    });
-
+    // (The classroom role runs its own stats sampler.)
     let duration = Duration::from_secs(args.duration);
     let progress = Progress::new(format!("classbox {name}"));
     let delivered = observe(
