@@ -206,7 +206,7 @@ impl TokenKey {
         }
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed("signature"))?;
         let mut mac = self.mac();
-        mac.update(token[..header_len(token)].as_bytes());
+        mac.update(&token.as_bytes()[..header_len(token)]);
         mac.verify_slice(&signature).map_err(|_| TokenError::Signature)?;
         let claims: Claims = B64
             .decode(body)

@@ -340,10 +340,10 @@ impl Config {
             return Err(("classroom.latency_budget_ms", "must be between 50 and 5000 ms".into()));
         }
         let t = &self.teacher;
-        if !(16..=3840).contains(&t.width) || t.width % 2 != 0 {
+        if !(16..=3840).contains(&t.width) || !t.width.is_multiple_of(2) {
             return Err(("teacher.width", "must be an even number of pixels from 16 to 3840".into()));
         }
-        if !(16..=2160).contains(&t.height) || t.height % 2 != 0 {
+        if !(16..=2160).contains(&t.height) || !t.height.is_multiple_of(2) {
             return Err(("teacher.height", "must be an even number of pixels from 16 to 2160".into()));
         }
         if !(1..=60).contains(&t.framerate) {

@@ -16,14 +16,13 @@ pub fn init(verbose: bool) {
         .unwrap_or_else(|_| format!("{default},moq_net=error,quinn=warn,web_transport_quinn=warn"));
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default));
 
-    if std::env::var_os("JOURNAL_STREAM").is_some() && systemd_journal_logger::connected_to_journal() {
-        if let Ok(journal) = JournalLog::new() {
+    if std::env::var_os("JOURNAL_STREAM").is_some() && systemd_journal_logger::connected_to_journal()
+        && let Ok(journal) = JournalLog::new() {
             let _ = tracing_subscriber::registry()
                 .with(JournalLayer { journal }.with_filter(filter))
                 .try_init();
             return;
         }
-    }
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

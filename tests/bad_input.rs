@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use classbox::{
     auth::{Claims, Role, unix_now},
@@ -79,7 +79,6 @@ async fn closed_by_relay(conn: &quinn::Connection) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_expired_or_missing_tokens_are_refused_clearly() {
     let lesson = Lesson::start().await;
-    let origin = classbox::roles::spawn_origin();
 
     let for_other_room = lesson.relay.key.issue("history", Role::Box, Duration::from_secs(60));
     let err = lesson.link("lesson", Some(for_other_room)).probe(&classbox::roles::spawn_origin()).await.err().unwrap();
@@ -170,6 +169,6 @@ async fn truncated_media_stream_does_not_disturb_other_clients() {
     let outcome = tokio::time::timeout(Duration::from_secs(3), connected.conn.closed()).await;
     println!("truncated stream: {outcome:?}");
     assert!(lesson.frames_keep_flowing().await, "the lesson stalled after a truncated stream");
-    drop(Arc::new(connected.session));
+    drop(connected);
     lesson.stop().await;
 }

@@ -114,11 +114,9 @@ impl Baseline {
             decoder.static_pad("src").expect("decoder has src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(buffer) = info.buffer()
                     && let Some(pts) = buffer.pts()
-                {
-                    if let Some(capture) = by_pts.lock().expect("lock").remove(&pts.nseconds()) {
+                    && let Some(capture) = by_pts.lock().expect("lock").remove(&pts.nseconds()) {
                         stats.record_decoded(TrackKind::Video, capture);
                     }
-                }
                 gst::PadProbeReturn::Ok
             });
         }

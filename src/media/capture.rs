@@ -142,7 +142,7 @@ fn frame_callbacks(kind: TrackKind, out: mpsc::Sender<Frame>) -> gst_app::AppSin
             // stalled, and a late frame is worth less than the next one.
             if out.try_send(frame).is_err() {
                 let n = dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n % 100 == 0 {
+                if n.is_multiple_of(100) {
                     tracing::warn!(track = kind.track_name(), dropped = n + 1, "capture queue full; dropping frames");
                 }
             }

@@ -6,11 +6,12 @@ use std::{io::Write, sync::Arc, time::Duration};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::loopback::LoopbackRelay;
 use crate::{
     auth::Role,
     bench::{Figures, RunData, figures},
     cli::BenchArgs,
-    config::{Config, DisplayMode, RelayConfig},
+    config::DisplayMode,
     emulator::{
         Impairments, Trace,
         proxy::{LinkEmulator, LinkProfile},
@@ -20,7 +21,6 @@ use crate::{
         self,
         baseline::{Baseline, BaselineSettings},
     },
-    relay::{Relay, RelaySettings},
     stats::LessonStats,
 };
 
@@ -132,7 +132,7 @@ impl Progress {
         if self.tty {
             eprint!("\r\x1b[2K[{}] {elapsed}/{total} s  {text}", self.label);
             let _ = std::io::stderr().flush();
-        } else if elapsed % 10 == 0 {
+        } else if elapsed.is_multiple_of(10) {
             eprintln!("[{}] {elapsed}/{total} s  {text}", self.label);
         }
     }
@@ -205,34 +205,18 @@ async fn run_classbox(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Figures, RunData)> {
     let state = tempfile::Builder::new().prefix("classbox-bench-").tempdir()?;
-    let settings = RelaySettings::from_state_dir(
-        state.path(),
-        &RelayConfig {
-            listen: "127.0.0.1:0".into(),
-            ..Default::default()
-        },
-    )?;
-    let key = settings.key.clone();
-    let relay = Relay::bind(settings)?;
-    let relay_addr = relay.local_addr()?;
-    let fingerprint = relay.fingerprint().to_string();
-    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-    let emulator = LinkEmulator::start(relay_addr, link, 42, shutdown.clone()).await?;
+    let relay = LoopbackRelay::start(state.path(), "127.0.0.1:0", shutdown.clone())?;
+    let emulator = LinkEmulator::start(relay.addr, link, 42, shutdown.clone()).await?;
     let started_us = unix_micros();
 
-    let config = |role: Role, relay: String| {
-        let mut c = Config::default();
-        c.link.relay = Some(relay);
-        c.link.fingerprint = Some(fingerprint.clone());
-        c.link.room = "bench".into();
-        c.link.token = Some(key.issue("bench", role, Duration::from_secs(3600)));
-        c.link.max_backoff_secs = 1;
+    let config = |role: Role, via| {
+        let mut c = relay.client_config(via, "bench", role);
         c.classroom.display = DisplayMode::Headless;
         c.classroom.id = "bench".into();
         c
     };
-    let classroom_config = config(Role::Box, emulator.addr().to_string());
-    let mut teacher_config = config(Role::Teacher, relay_addr.to_string());
+    let classroom_config = config(Role::Box, emulator.addr());
+    let mut teacher_config = config(Role::Teacher, relay.addr);
     if let Some(kbps) = args.fixed_kbps {
         teacher_config.teacher.adaptive = false;
         teacher_config.teacher.video_kbps = kbps;
@@ -264,7 +248,7 @@ async fn run_classbox(
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = teacher.await;
         let _ = classroom.await;
-        let _ = relay_task.await;
+        let _ = relay.task.await;
     })
     .await;
     emulator.join().await;

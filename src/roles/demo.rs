@@ -5,13 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    auth::{Role, TokenKey},
-    cli::DemoArgs,
-    config::{Config, DisplayMode, RelayConfig},
-    relay::{Relay, RelaySettings},
-    stats::LessonStats,
-};
+use super::loopback::LoopbackRelay;
+use crate::{auth::Role, cli::DemoArgs, config::DisplayMode, stats::LessonStats};
 
 pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = tempfile::Builder::new().prefix("classbox-demo-").tempdir()?;
@@ -19,27 +14,9 @@ pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result
     let profile = crate::media::probe::choose("auto")?;
 
     // relay on an ephemeral loopback port, with a fresh certificate and key
-    let relay_config = RelayConfig {
-        listen: "127.0.0.1:0".into(),
-        ..Default::default()
-    };
-    let settings = RelaySettings::from_state_dir(state.path(), &relay_config)?;
-    let key: TokenKey = settings.key.clone();
-    let relay = Relay::bind(settings)?;
-    let relay_addr = relay.local_addr()?;
-    let fingerprint = relay.fingerprint().to_string();
-    let relay_task = tokio::spawn(relay.run(shutdown.child_token()));
-
-    let room = "demo";
-    let base = |role: Role| {
-        let mut c = Config::default();
-        c.link.relay = Some(relay_addr.to_string());
-        c.link.fingerprint = Some(fingerprint.clone());
-        c.link.room = room.into();
-        c.link.token = Some(key.issue(room, role, Duration::from_secs(24 * 3600)));
-        c.link.max_backoff_secs = 2;
-        c
-    };
+    let relay = LoopbackRelay::start(state.path(), "127.0.0.1:0", shutdown.child_token())?;
+    let (relay_addr, fingerprint) = (relay.addr, relay.fingerprint.clone());
+    let base = |role: Role| relay.client_config(relay_addr, "demo", role);
     let mut classroom = base(Role::Box);
     classroom.classroom.name = "Demo classroom".into();
     classroom.classroom.web_listen = args.web.clone();
@@ -72,7 +49,7 @@ pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result
     let teacher_run = super::teacher::run(&teacher, teacher_stats.clone(), true, shutdown.clone());
     let (c, t) = tokio::join!(classroom_run, teacher_run);
     shutdown.cancel();
-    let _ = relay_task.await;
+    let _ = relay.task.await;
 
     let sent = teacher_stats.totals(crate::frame::TrackKind::Video).sent_frames;
     let decoded = classroom_stats.totals(crate::frame::TrackKind::Video).decoded;

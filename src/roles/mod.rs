@@ -5,6 +5,7 @@ pub mod bench;
 pub mod classroom;
 pub mod demo;
 pub mod doctor;
+pub mod loopback;
 pub mod relay;
 pub mod teacher;
 

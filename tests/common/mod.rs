@@ -3,17 +3,15 @@
 #![allow(dead_code)]
 
 use std::{
-    net::SocketAddr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use classbox::{
-    auth::{Role, TokenKey},
-    config::{Config, DisplayMode, RelayConfig},
-    relay::{Relay, RelaySettings},
-    roles,
+    auth::Role,
+    config::{Config, DisplayMode},
+    roles::{self, loopback::LoopbackRelay},
     stats::LessonStats,
 };
 use tokio::task::JoinHandle;
@@ -32,49 +30,41 @@ fn tracing_subscriber_init() -> Option<()> {
     Some(())
 }
 
+/// A relay on loopback for one test; derefs to the library's [`LoopbackRelay`].
 pub struct TestRelay {
-    pub addr: SocketAddr,
-    pub fingerprint: String,
-    pub key: TokenKey,
+    inner: LoopbackRelay,
     pub shutdown: CancellationToken,
-    pub task: JoinHandle<()>,
+}
+
+impl std::ops::Deref for TestRelay {
+    type Target = LoopbackRelay;
+    fn deref(&self) -> &LoopbackRelay {
+        &self.inner
+    }
 }
 
 impl TestRelay {
     /// Start a relay with its state in `dir` on `listen` (use port 0 for any).
     pub async fn start(dir: &Path, listen: &str) -> TestRelay {
-        let config = RelayConfig {
-            listen: listen.into(),
-            ..Default::default()
-        };
-        let settings = RelaySettings::from_state_dir(dir, &config).expect("relay state");
-        let key = settings.key.clone();
-        let relay = Relay::bind(settings).expect("relay binds");
-        let addr = relay.local_addr().unwrap();
-        let fingerprint = relay.fingerprint().to_string();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(relay.run(shutdown.clone()));
-        TestRelay {
-            addr,
-            fingerprint,
-            key,
-            shutdown,
-            task,
-        }
+        let inner = LoopbackRelay::start(dir, listen, shutdown.clone()).expect("relay starts");
+        TestRelay { inner, shutdown }
     }
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        let _ = self.task.await;
+        let _ = self.inner.task.await;
     }
 
-    /// Config for a teacher or a box in `room` with a fresh token.
+    /// Config for a teacher or a box in `room`, headless, with a fresh token.
     pub fn client_config(&self, room: &str, role: Role) -> Config {
-        let token = self.key.issue(room, role, Duration::from_secs(600));
-        client_config(&self.addr.to_string(), Some(&self.fingerprint), room, Some(token))
+        let mut c = self.inner.client_config(self.addr, room, role);
+        c.classroom.display = DisplayMode::Headless;
+        c
     }
 }
 
+/// Config for a client of some other relay (moq-relay in the interop test).
 pub fn client_config(relay: &str, fingerprint: Option<&str>, room: &str, token: Option<String>) -> Config {
     let mut c = Config::default();
     c.link.relay = Some(relay.into());
