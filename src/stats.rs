@@ -43,14 +43,6 @@ struct TrackCounters {
     dropped: AtomicU64,
 }
 
-/// Keeps every latency sample up to a cap (for percentiles) plus a short recent window.
-#[derive(Default)]
-struct Latencies {
-    all: Vec<f64>,
-    recent: VecDeque<(u64, f64)>,
-}
-
-const MAX_SAMPLES: usize = 200_000;
 const RECENT_WINDOW_US: u64 = 2_000_000;
 const HISTORY_LEN: usize = 300;
 
@@ -99,7 +91,6 @@ pub struct LessonStats {
     pub reconnects: AtomicU64,
     video: TrackCounters,
     audio: TrackCounters,
-    latencies: Mutex<Latencies>,
     history: Mutex<VecDeque<Snapshot>>,
 }
 
@@ -110,7 +101,6 @@ impl Default for LessonStats {
             reconnects: AtomicU64::new(0),
             video: Default::default(),
             audio: Default::default(),
-            latencies: Default::default(),
             history: Default::default(),
             arrivals: Default::default(),
             timeline: Default::default(),
@@ -278,21 +268,9 @@ impl LessonStats {
         self.track(kind).decoded.fetch_add(1, Relaxed);
         let now = unix_micros();
         let latency_ms = now.saturating_sub(capture_us) as f64 / 1000.0;
-        {
-            let mut timeline = self.timeline.lock().expect("stats lock");
-            if timeline.len() < MAX_TIMELINE {
-                timeline.push(Decoded { at_us: now, kind, latency_ms });
-            }
-        }
-        if kind == TrackKind::Video {
-            let mut l = self.latencies.lock().expect("stats lock");
-            if l.all.len() < MAX_SAMPLES {
-                l.all.push(latency_ms);
-            }
-            l.recent.push_back((now, latency_ms));
-            while l.recent.front().is_some_and(|(t, _)| now - t > RECENT_WINDOW_US) {
-                l.recent.pop_front();
-            }
+        let mut timeline = self.timeline.lock().expect("stats lock");
+        if timeline.len() < MAX_TIMELINE {
+            timeline.push(Decoded { at_us: now, kind, latency_ms });
         }
     }
 
@@ -309,15 +287,28 @@ impl LessonStats {
         }
     }
 
-    /// Latency percentiles over every sample so far.
+    /// Video latency percentiles over every decoded picture so far.
     pub fn latency_summary(&self) -> Option<LatencySummary> {
-        let l = self.latencies.lock().expect("stats lock");
-        summarize(&l.all)
+        let timeline = self.timeline.lock().expect("stats lock");
+        let all: Vec<f64> = timeline
+            .iter()
+            .filter(|d| d.kind == TrackKind::Video)
+            .map(|d| d.latency_ms)
+            .collect();
+        summarize(&all)
     }
 
+    /// The same over the last two seconds (the timeline is in time order).
     fn recent_latency(&self) -> Option<LatencySummary> {
-        let l = self.latencies.lock().expect("stats lock");
-        let recent: Vec<f64> = l.recent.iter().map(|(_, ms)| *ms).collect();
+        let now = unix_micros();
+        let timeline = self.timeline.lock().expect("stats lock");
+        let recent: Vec<f64> = timeline
+            .iter()
+            .rev()
+            .take_while(|d| now.saturating_sub(d.at_us) <= RECENT_WINDOW_US)
+            .filter(|d| d.kind == TrackKind::Video)
+            .map(|d| d.latency_ms)
+            .collect();
         summarize(&recent)
     }
 
