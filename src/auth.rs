@@ -82,9 +82,15 @@ pub enum TokenError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read the token key {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write the token key {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the token key {path} is not an HS256 JWK with at least 32 bytes of key: {why}")]
     Invalid { path: String, why: String },
 }
@@ -130,7 +136,9 @@ impl TokenKey {
                 if jwk.kty != "oct" || jwk.alg != "HS256" {
                     return Err(invalid(format!("kty {} alg {}", jwk.kty, jwk.alg)));
                 }
-                let secret = B64.decode(jwk.k.trim_end_matches('=')).map_err(|e| invalid(e.to_string()))?;
+                let secret = B64
+                    .decode(jwk.k.trim_end_matches('='))
+                    .map_err(|e| invalid(e.to_string()))?;
                 if secret.len() < 32 {
                     return Err(invalid(format!("{} bytes", secret.len())));
                 }
@@ -138,13 +146,18 @@ impl TokenKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                crate::state::write_private(path, key.to_jwk().as_bytes()).map_err(|source| KeyError::Write {
-                    path: shown,
-                    source,
+                crate::state::write_private(path, key.to_jwk().as_bytes()).map_err(|source| {
+                    KeyError::Write {
+                        path: shown,
+                        source,
+                    }
                 })?;
                 Ok(key)
             }
-            Err(source) => Err(KeyError::Read { path: shown, source }),
+            Err(source) => Err(KeyError::Read {
+                path: shown,
+                source,
+            }),
         }
     }
 
@@ -188,7 +201,8 @@ impl TokenKey {
     /// Verify `token` for `room` at time `now` (Unix seconds).
     pub fn verify(&self, token: &str, room: &str, now: u64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some(header), Some(body), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(body), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed("expected three dot-separated parts"));
         };
@@ -204,10 +218,13 @@ impl TokenKey {
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm(header.alg));
         }
-        let signature = B64.decode(signature).map_err(|_| TokenError::Malformed("signature"))?;
+        let signature = B64
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed("signature"))?;
         let mut mac = self.mac();
         mac.update(&token.as_bytes()[..header_len(token)]);
-        mac.verify_slice(&signature).map_err(|_| TokenError::Signature)?;
+        mac.verify_slice(&signature)
+            .map_err(|_| TokenError::Signature)?;
         let claims: Claims = B64
             .decode(body)
             .ok()
@@ -229,7 +246,10 @@ impl TokenKey {
 /// Read a token's claims without checking its signature (only the relay can): lets
 /// a client notice it holds the wrong kind of token before it connects.
 pub fn peek_claims(token: &str) -> Result<Claims, TokenError> {
-    let body = token.split('.').nth(1).ok_or(TokenError::Malformed("expected three dot-separated parts"))?;
+    let body = token
+        .split('.')
+        .nth(1)
+        .ok_or(TokenError::Malformed("expected three dot-separated parts"))?;
     B64.decode(body)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -240,9 +260,11 @@ pub fn peek_claims(token: &str) -> Result<Claims, TokenError> {
 pub fn check_role(token: &str, role: Role) -> Result<(), String> {
     let claims = peek_claims(token).map_err(|e| e.to_string())?;
     let covers = |granted: &[String], wanted: &[String]| {
-        wanted
-            .iter()
-            .all(|w| granted.iter().any(|g| g.is_empty() || w == g || w.starts_with(&format!("{g}/"))))
+        wanted.iter().all(|w| {
+            granted
+                .iter()
+                .any(|g| g.is_empty() || w == g || w.starts_with(&format!("{g}/")))
+        })
     };
     if covers(&claims.put, &role.publish()) && covers(&claims.get, &role.subscribe()) {
         return Ok(());
@@ -272,8 +294,13 @@ pub fn unix_now() -> u64 {
 /// Parse a lifetime like `90m`, `8h`, `7d` or plain seconds.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a lifetime like 90m, 8h or 7d"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a lifetime like 90m, 8h or 7d"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -311,15 +338,27 @@ mod tests {
                 requested: "art".into()
             })
         );
-        assert_eq!(key.verify(&token, "maths", unix_now() + 70), Err(TokenError::Expired(10)));
+        assert_eq!(
+            key.verify(&token, "maths", unix_now() + 70),
+            Err(TokenError::Expired(10))
+        );
         let other = TokenKey::generate();
-        assert_eq!(other.verify(&token, "maths", unix_now()), Err(TokenError::Signature));
-        assert!(matches!(key.verify("garbage", "maths", 0), Err(TokenError::Malformed(_))));
+        assert_eq!(
+            other.verify(&token, "maths", unix_now()),
+            Err(TokenError::Signature)
+        );
+        assert!(matches!(
+            key.verify("garbage", "maths", 0),
+            Err(TokenError::Malformed(_))
+        ));
         // Altering the claims breaks the signature.
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = B64.encode(br#"{"root":"maths","put":[""],"get":[""],"exp":99999999999}"#);
         parts[1] = &forged;
-        assert_eq!(key.verify(&parts.join("."), "maths", unix_now()), Err(TokenError::Signature));
+        assert_eq!(
+            key.verify(&parts.join("."), "maths", unix_now()),
+            Err(TokenError::Signature)
+        );
     }
 
     #[test]
@@ -330,7 +369,10 @@ mod tests {
         let b = TokenKey::load_or_create(&path).unwrap();
         assert_eq!(a.secret, b.secret);
         std::fs::write(&path, r#"{"kty":"oct","alg":"HS256","k":"c2hvcnQ"}"#).unwrap();
-        assert!(matches!(TokenKey::load_or_create(&path), Err(KeyError::Invalid { .. })));
+        assert!(matches!(
+            TokenKey::load_or_create(&path),
+            Err(KeyError::Invalid { .. })
+        ));
     }
 
     #[test]

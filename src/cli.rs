@@ -19,7 +19,13 @@ pub const VERSION_LONG: &str = concat!(
 #[command(name = "classbox", version = VERSION_LONG, about = "Brings a remote teacher into the classroom live over a poor school link")]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/classbox/classbox.toml if it exists.
-    #[arg(long, short, global = true, env = "CLASSBOX_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CLASSBOX_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Override one config key, e.g. --set classroom.latency_budget_ms=300 (repeatable).
     #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE")]
@@ -197,16 +203,28 @@ impl Cli {
             Command::Classroom(a) => {
                 link(&mut out, &a.link);
                 if let Some(web) = &a.web {
-                    out.push(Override::flag("classroom.web_listen", "--web", toml::Value::String(web.clone())));
+                    out.push(Override::flag(
+                        "classroom.web_listen",
+                        "--web",
+                        toml::Value::String(web.clone()),
+                    ));
                 }
                 if a.headless {
-                    out.push(Override::flag("classroom.display", "--headless", "\"headless\""));
+                    out.push(Override::flag(
+                        "classroom.display",
+                        "--headless",
+                        "\"headless\"",
+                    ));
                 }
             }
             Command::Teacher(a) => link(&mut out, &a.link),
             Command::Relay(a) => {
                 if let Some(listen) = &a.listen {
-                    out.push(Override::flag("relay.listen", "--listen", toml::Value::String(listen.clone())));
+                    out.push(Override::flag(
+                        "relay.listen",
+                        "--listen",
+                        toml::Value::String(listen.clone()),
+                    ));
                 }
                 if let Some(dir) = &a.state_dir {
                     out.push(Override::flag(

@@ -234,9 +234,13 @@ impl Override {
 pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
     let mut out = Vec::new();
     for (name, value) in vars {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let lower = rest.to_ascii_lowercase();
-        let Some((section, key)) = lower.split_once('_') else { continue };
+        let Some((section, key)) = lower.split_once('_') else {
+            continue;
+        };
         if !SECTIONS.contains(&section) {
             continue;
         }
@@ -262,7 +266,9 @@ impl Config {
             ),
             None => match std::fs::read_to_string(DEFAULT_PATH) {
                 Ok(text) => (text, DEFAULT_PATH.into()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), DEFAULT_PATH.into()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    (String::new(), DEFAULT_PATH.into())
+                }
                 Err(source) => {
                     return Err(ConfigError::Read {
                         path: DEFAULT_PATH.into(),
@@ -276,10 +282,12 @@ impl Config {
 
     /// Parse TOML text, apply overrides, deserialize and validate.
     pub fn from_toml(text: &str, path: &Path, overrides: &[Override]) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for o in overrides {
             apply_override(&mut table, o)?;
@@ -292,28 +300,43 @@ impl Config {
                 .unwrap_or_else(|| format!("config file {}", path.display()))
         };
 
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            // toml appends "\nin `section`"; the key already says where.
-            let message = e.inner().to_string().lines().next().unwrap_or_default().to_string();
-            // An unknown key may be reported at its parent; name the key itself.
-            let key = match message.split('`').nth(1) {
-                Some(field) if message.starts_with("unknown field") && !key.ends_with(field) => {
-                    if key == "." { field.to_string() } else { format!("{key}.{field}") }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                // toml appends "\nin `section`"; the key already says where.
+                let message = e
+                    .inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                // An unknown key may be reported at its parent; name the key itself.
+                let key = match message.split('`').nth(1) {
+                    Some(field)
+                        if message.starts_with("unknown field") && !key.ends_with(field) =>
+                    {
+                        if key == "." {
+                            field.to_string()
+                        } else {
+                            format!("{key}.{field}")
+                        }
+                    }
+                    _ => key,
+                };
+                ConfigError::Key {
+                    origin: origin_of(&key),
+                    key,
+                    message,
                 }
-                _ => key,
-            };
-            ConfigError::Key {
-                origin: origin_of(&key),
-                key,
+            })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Key {
+                origin: origin_of(key),
+                key: key.to_string(),
                 message,
-            }
-        })?;
-        config.validate().map_err(|(key, message)| ConfigError::Key {
-            origin: origin_of(key),
-            key: key.to_string(),
-            message,
-        })?;
+            })?;
         Ok(config)
     }
 
@@ -327,43 +350,75 @@ impl Config {
         }
         validate_room(&self.link.room).map_err(|m| ("link.room", m))?;
         if !self.classroom.id.is_empty() {
-            validate_room(&self.classroom.id).map_err(|m| ("classroom.id", m.replace("a room", "an id")))?;
+            validate_room(&self.classroom.id)
+                .map_err(|m| ("classroom.id", m.replace("a room", "an id")))?;
         }
         if self.link.max_backoff_secs == 0 || self.link.max_backoff_secs > 600 {
-            return Err(("link.max_backoff_secs", "must be between 1 and 600 seconds".into()));
+            return Err((
+                "link.max_backoff_secs",
+                "must be between 1 and 600 seconds".into(),
+            ));
         }
         self.classroom
             .web_listen
             .parse::<SocketAddr>()
-            .map_err(|e| ("classroom.web_listen", format!("not an address like 127.0.0.1:8080: {e}")))?;
+            .map_err(|e| {
+                (
+                    "classroom.web_listen",
+                    format!("not an address like 127.0.0.1:8080: {e}"),
+                )
+            })?;
         if !(50..=5000).contains(&self.classroom.latency_budget_ms) {
-            return Err(("classroom.latency_budget_ms", "must be between 50 and 5000 ms".into()));
+            return Err((
+                "classroom.latency_budget_ms",
+                "must be between 50 and 5000 ms".into(),
+            ));
         }
         let t = &self.teacher;
         if !(16..=3840).contains(&t.width) || !t.width.is_multiple_of(2) {
-            return Err(("teacher.width", "must be an even number of pixels from 16 to 3840".into()));
+            return Err((
+                "teacher.width",
+                "must be an even number of pixels from 16 to 3840".into(),
+            ));
         }
         if !(16..=2160).contains(&t.height) || !t.height.is_multiple_of(2) {
-            return Err(("teacher.height", "must be an even number of pixels from 16 to 2160".into()));
+            return Err((
+                "teacher.height",
+                "must be an even number of pixels from 16 to 2160".into(),
+            ));
         }
         if !(1..=60).contains(&t.framerate) {
-            return Err(("teacher.framerate", "must be from 1 to 60 frames per second".into()));
+            return Err((
+                "teacher.framerate",
+                "must be from 1 to 60 frames per second".into(),
+            ));
         }
         if !(50..=20_000).contains(&t.video_kbps) {
-            return Err(("teacher.video_kbps", "must be from 50 to 20000 kbit/s".into()));
+            return Err((
+                "teacher.video_kbps",
+                "must be from 50 to 20000 kbit/s".into(),
+            ));
         }
         if !(6..=256).contains(&t.audio_kbps) {
             return Err(("teacher.audio_kbps", "must be from 6 to 256 kbit/s".into()));
         }
         if !(1..=600).contains(&t.keyframe_interval) {
-            return Err(("teacher.keyframe_interval", "must be from 1 to 600 frames".into()));
+            return Err((
+                "teacher.keyframe_interval",
+                "must be from 1 to 600 frames".into(),
+            ));
         }
-        self.relay
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| ("relay.listen", format!("not an address like [::]:4443: {e}")))?;
+        self.relay.listen.parse::<SocketAddr>().map_err(|e| {
+            (
+                "relay.listen",
+                format!("not an address like [::]:4443: {e}"),
+            )
+        })?;
         if self.relay.tls_cert.is_some() != self.relay.tls_key.is_some() {
-            return Err(("relay.tls_cert", "tls_cert and tls_key must be given together".into()));
+            return Err((
+                "relay.tls_cert",
+                "tls_cert and tls_key must be given together".into(),
+            ));
         }
         if self.relay.max_connections == 0 {
             return Err(("relay.max_connections", "must be at least 1".into()));
@@ -383,7 +438,11 @@ impl Config {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(64)
             .collect();
-        if clean.is_empty() { "box".into() } else { clean }
+        if clean.is_empty() {
+            "box".into()
+        } else {
+            clean
+        }
     }
 
     pub fn latency_budget(&self) -> Duration {
@@ -418,7 +477,10 @@ fn apply_override(table: &mut toml::Table, o: &Override) -> Result<(), ConfigErr
         .split_once('.')
         .ok_or_else(|| bad(format!("`{}` is not a section.key name", o.key)))?;
     if !SECTIONS.contains(&section) {
-        return Err(bad(format!("unknown section `{section}` (expected one of {})", SECTIONS.join(", "))));
+        return Err(bad(format!(
+            "unknown section `{section}` (expected one of {})",
+            SECTIONS.join(", ")
+        )));
     }
     // A value that reads as TOML (a number, a bool, a quoted string, an array) is taken
     // as such; anything else is a plain string, so `--set link.room=maths` just works.
@@ -501,26 +563,41 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load("[link]\nrelya = \"x:1\"\n", &[]).unwrap_err().to_string();
+        let err = load("[link]\nrelya = \"x:1\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`link.relya`"), "{err}");
-        let err = load("[lnik]\nrelay = \"x:1\"\n", &[]).unwrap_err().to_string();
+        let err = load("[lnik]\nrelay = \"x:1\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`lnik`"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_key_and_file() {
-        let err = load("[classroom]\nlatency_budget_ms = \"soon\"\n", &[]).unwrap_err().to_string();
+        let err = load("[classroom]\nlatency_budget_ms = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`classroom.latency_budget_ms`"), "{err}");
         assert!(err.contains("test.toml"), "{err}");
     }
 
     #[test]
     fn invalid_value_names_key() {
-        let err = load("[link]\nrelay = \"no-port\"\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("`link.relay`") && err.contains("host:port"), "{err}");
-        let err = load("[link]\nfingerprint = \"abc\"\n", &[]).unwrap_err().to_string();
+        let err = load("[link]\nrelay = \"no-port\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`link.relay`") && err.contains("host:port"),
+            "{err}"
+        );
+        let err = load("[link]\nfingerprint = \"abc\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`link.fingerprint`"), "{err}");
-        let err = load("[teacher]\nwidth = 641\n", &[]).unwrap_err().to_string();
+        let err = load("[teacher]\nwidth = 641\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`teacher.width`"), "{err}");
     }
 
@@ -534,7 +611,10 @@ mod tests {
     fn env_then_flags_override_file_and_are_blamed() {
         let env = env_overrides(vec![
             ("CLASSBOX_LINK_ROOM".to_string(), "maths".to_string()),
-            ("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS".to_string(), "250".to_string()),
+            (
+                "CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS".to_string(),
+                "250".to_string(),
+            ),
             ("CLASSBOX_CONFIG".to_string(), "/ignored".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
         ]);
@@ -545,10 +625,18 @@ mod tests {
         assert_eq!(config.link.room, "physics");
         assert_eq!(config.classroom.latency_budget_ms, 250);
 
-        let bad = env_overrides(vec![("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS".into(), "9".into())]);
+        let bad = env_overrides(vec![(
+            "CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS".into(),
+            "9".into(),
+        )]);
         let err = load("", &bad).unwrap_err().to_string();
-        assert!(err.contains("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS"), "{err}");
-        let err = load("", &[Override::parse_flag("nosuch.key=1").unwrap()]).unwrap_err().to_string();
+        assert!(
+            err.contains("CLASSBOX_CLASSROOM_LATENCY_BUDGET_MS"),
+            "{err}"
+        );
+        let err = load("", &[Override::parse_flag("nosuch.key=1").unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown section `nosuch`"), "{err}");
     }
 
@@ -557,6 +645,9 @@ mod tests {
         let hex = "ab".repeat(32);
         assert_eq!(parse_fingerprint(&hex).unwrap(), [0xab; 32]);
         let colons = vec!["AB"; 32].join(":");
-        assert_eq!(parse_fingerprint(&format!("sha256:{colons}")).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{colons}")).unwrap(),
+            [0xab; 32]
+        );
     }
 }

@@ -128,6 +128,9 @@ mod tests {
         );
         let mut bad = vec![9u8; HEADER_LEN];
         bad[0] = 9;
-        assert_eq!(Frame::decode(TrackKind::Audio, bad.into()), Err(FrameError::Version(9)));
+        assert_eq!(
+            Frame::decode(TrackKind::Audio, bad.into()),
+            Err(FrameError::Version(9))
+        );
     }
 }

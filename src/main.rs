@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let code = if e.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 };
+            let code = if e.downcast_ref::<ConfigError>().is_some() {
+                2
+            } else {
+                1
+            };
             // Under systemd the journal gets it with fields; a person gets one line.
             if std::env::var_os("JOURNAL_STREAM").is_some() {
                 tracing::error!("{e:#}");
@@ -45,7 +49,11 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<ExitCode> {
     if let Command::Doctor(args) = &cli.command {
         let healthy = roles::doctor::run(config, args.json).await?;
-        return Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let config = config?;
     if cli.check {

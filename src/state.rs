@@ -13,7 +13,12 @@ pub fn dir(configured: Option<&Path>, role: &str) -> PathBuf {
     }
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
         // systemd may pass several, colon-separated; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         return PathBuf::from(first);
     }
     let base = std::env::var_os("XDG_STATE_HOME")
@@ -28,7 +33,10 @@ pub fn dir(configured: Option<&Path>, role: &str) -> PathBuf {
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()

@@ -187,7 +187,10 @@ impl LessonStats {
             // Signed: the sender's clock may be ahead of ours.
             delay_ms: (now as f64 - frame.capture_us as f64) / 1000.0,
         });
-        while arrivals.front().is_some_and(|a| now.saturating_sub(a.at_us) > ARRIVAL_WINDOW_US) {
+        while arrivals
+            .front()
+            .is_some_and(|a| now.saturating_sub(a.at_us) > ARRIVAL_WINDOW_US)
+        {
             arrivals.pop_front();
         }
     }
@@ -197,8 +200,10 @@ impl LessonStats {
         let now = unix_micros();
         let (received_kbps, lowest, medians) = {
             let arrivals = self.arrivals.lock().expect("stats lock");
-            let in_window: Vec<&Arrival> =
-                arrivals.iter().filter(|a| now.saturating_sub(a.at_us) <= ARRIVAL_WINDOW_US).collect();
+            let in_window: Vec<&Arrival> = arrivals
+                .iter()
+                .filter(|a| now.saturating_sub(a.at_us) <= ARRIVAL_WINDOW_US)
+                .collect();
             let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
             let recent = |kind: TrackKind| -> Vec<f64> {
                 let mut v: Vec<f64> = in_window
@@ -210,22 +215,42 @@ impl LessonStats {
                 v
             };
             let (video, audio) = (recent(TrackKind::Video), recent(TrackKind::Audio));
-            let lowest = video.first().into_iter().chain(audio.first()).copied().fold(f64::INFINITY, f64::min);
+            let lowest = video
+                .first()
+                .into_iter()
+                .chain(audio.first())
+                .copied()
+                .fold(f64::INFINITY, f64::min);
             // Audio jumps the sender's queue (it has priority), so only video shows a
             // backlog at the relay; both show one at the bottleneck. Take the worse.
-            let medians: Vec<f64> = [video.get(video.len() / 2), audio.get(audio.len() / 2)]
+            // Video's lower quartile, not its median: the frames behind a keyframe wait
+            // for it to cross the link (a quarter of a second at 300 kbit/s), which is
+            // not a queue; a backlog delays every frame, the quickest ones too.
+            let medians: Vec<f64> = [video.get(video.len() / 4), audio.get(audio.len() / 2)]
                 .into_iter()
                 .flatten()
                 .copied()
                 .collect();
-            (bytes as f64 * 8.0 / 1000.0 / (ARRIVAL_WINDOW_US as f64 / 1e6), lowest, medians)
+            (
+                bytes as f64 * 8.0 / 1000.0 / (ARRIVAL_WINDOW_US as f64 / 1e6),
+                lowest,
+                medians,
+            )
         };
         let queue_delay_ms = if lowest.is_finite() {
             state.minima.push_back((now, lowest));
-            while state.minima.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 10_000_000) {
+            while state
+                .minima
+                .front()
+                .is_some_and(|(t, _)| now.saturating_sub(*t) > 10_000_000)
+            {
                 state.minima.pop_front();
             }
-            let base = state.minima.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
+            let base = state
+                .minima
+                .iter()
+                .map(|(_, d)| *d)
+                .fold(f64::INFINITY, f64::min);
             medians.iter().map(|m| m - base).fold(0.0, f64::max)
         } else {
             0.0
@@ -235,7 +260,9 @@ impl LessonStats {
             received_kbps,
             queue_delay_ms,
             groups_skipped: video.groups_skipped.saturating_sub(state.last_skipped),
-            video_frames: video.received_frames.saturating_sub(state.last_video_frames),
+            video_frames: video
+                .received_frames
+                .saturating_sub(state.last_video_frames),
         };
         state.last_skipped = video.groups_skipped;
         state.last_video_frames = video.received_frames;
@@ -270,7 +297,11 @@ impl LessonStats {
         let latency_ms = now.saturating_sub(capture_us) as f64 / 1000.0;
         let mut timeline = self.timeline.lock().expect("stats lock");
         if timeline.len() < MAX_TIMELINE {
-            timeline.push(Decoded { at_us: now, kind, latency_ms });
+            timeline.push(Decoded {
+                at_us: now,
+                kind,
+                latency_ms,
+            });
         }
     }
 
@@ -322,7 +353,8 @@ impl LessonStats {
                 let secs = (at_unix_ms - p.at_unix_ms) as f64 / 1000.0;
                 // The side that receives reports what arrived; the sender what it sent.
                 let rate = |now: &TrackTotals, then: &TrackTotals| {
-                    let bytes = (now.received_bytes - then.received_bytes).max(now.sent_bytes - then.sent_bytes);
+                    let bytes = (now.received_bytes - then.received_bytes)
+                        .max(now.sent_bytes - then.sent_bytes);
                     bytes as f64 * 8.0 / 1000.0 / secs
                 };
                 (
@@ -373,7 +405,12 @@ impl LessonStats {
     }
 
     pub fn history(&self) -> Vec<Snapshot> {
-        self.history.lock().expect("stats lock").iter().cloned().collect()
+        self.history
+            .lock()
+            .expect("stats lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 

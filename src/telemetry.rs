@@ -16,13 +16,15 @@ pub fn init(verbose: bool) {
         .unwrap_or_else(|_| format!("{default},moq_net=error,quinn=warn,web_transport_quinn=warn"));
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default));
 
-    if std::env::var_os("JOURNAL_STREAM").is_some() && systemd_journal_logger::connected_to_journal()
-        && let Ok(journal) = JournalLog::new() {
-            let _ = tracing_subscriber::registry()
-                .with(JournalLayer { journal }.with_filter(filter))
-                .try_init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && systemd_journal_logger::connected_to_journal()
+        && let Ok(journal) = JournalLog::new()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(JournalLayer { journal }.with_filter(filter))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -50,14 +52,16 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.extra.push((field.name().to_ascii_uppercase(), format!("{value:?}")));
+            self.extra
+                .push((field.name().to_ascii_uppercase(), format!("{value:?}")));
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.extra.push((field.name().to_ascii_uppercase(), value.to_string()));
+            self.extra
+                .push((field.name().to_ascii_uppercase(), value.to_string()));
         }
     }
 }
@@ -84,7 +88,11 @@ where
         for (k, v) in &fields.extra {
             let _ = write!(text, " {}={v}", k.to_ascii_lowercase());
         }
-        let kvs: Vec<(&str, &str)> = fields.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let kvs: Vec<(&str, &str)> = fields
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let args = format_args!("{text}");
         let record = log::Record::builder()
             .args(args)

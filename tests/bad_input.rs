@@ -48,17 +48,31 @@ impl Lesson {
     }
 
     fn link(&self, room: &str, token: Option<String>) -> Link {
-        let config = client_config(&self.relay.addr.to_string(), Some(&self.relay.fingerprint), room, token);
+        let config = client_config(
+            &self.relay.addr.to_string(),
+            Some(&self.relay.fingerprint),
+            room,
+            token,
+        );
         Link::new(classbox::roles::link_settings(&config).unwrap()).unwrap()
     }
 
     /// A raw QUIC connection to the relay offering `alpn`.
-    async fn raw_connection(&self, alpn: &str) -> Result<quinn::Connection, quinn::ConnectionError> {
+    async fn raw_connection(
+        &self,
+        alpn: &str,
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
         let fp = classbox::config::parse_fingerprint(&self.relay.fingerprint).unwrap();
-        let endpoint =
-            classbox::transport::endpoint::client(&tls::Trust::Pinned(fp), &[alpn], "127.0.0.1:0".parse().unwrap())
-                .unwrap();
-        endpoint.connect(self.relay.addr, "localhost").unwrap().await
+        let endpoint = classbox::transport::endpoint::client(
+            &tls::Trust::Pinned(fp),
+            &[alpn],
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        endpoint
+            .connect(self.relay.addr, "localhost")
+            .unwrap()
+            .await
     }
 
     async fn stop(self) {
@@ -80,10 +94,21 @@ async fn closed_by_relay(conn: &quinn::Connection) -> String {
 async fn wrong_expired_or_missing_tokens_are_refused_clearly() {
     let lesson = Lesson::start().await;
 
-    let for_other_room = lesson.relay.key.issue("history", Role::Box, Duration::from_secs(60));
-    let err = lesson.link("lesson", Some(for_other_room)).probe(&classbox::roles::spawn_origin()).await.err().unwrap();
+    let for_other_room = lesson
+        .relay
+        .key
+        .issue("history", Role::Box, Duration::from_secs(60));
+    let err = lesson
+        .link("lesson", Some(for_other_room))
+        .probe(&classbox::roles::spawn_origin())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, TransportError::Refused(_)), "{err}");
-    assert!(err.to_string().contains("for room `history`, not `lesson`"), "{err}");
+    assert!(
+        err.to_string().contains("for room `history`, not `lesson`"),
+        "{err}"
+    );
 
     let expired = lesson.relay.key.sign(&Claims {
         root: "lesson".into(),
@@ -92,31 +117,65 @@ async fn wrong_expired_or_missing_tokens_are_refused_clearly() {
         exp: unix_now() - 30,
         iat: unix_now() - 90,
     });
-    let err = lesson.link("lesson", Some(expired)).probe(&classbox::roles::spawn_origin()).await.err().unwrap();
+    let err = lesson
+        .link("lesson", Some(expired))
+        .probe(&classbox::roles::spawn_origin())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("expired"), "{err}");
     assert!(!err.is_retryable());
 
-    let forged = classbox::auth::TokenKey::generate().issue("lesson", Role::Teacher, Duration::from_secs(60));
-    let err = lesson.link("lesson", Some(forged)).probe(&classbox::roles::spawn_origin()).await.err().unwrap();
+    let forged = classbox::auth::TokenKey::generate().issue(
+        "lesson",
+        Role::Teacher,
+        Duration::from_secs(60),
+    );
+    let err = lesson
+        .link("lesson", Some(forged))
+        .probe(&classbox::roles::spawn_origin())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("signature"), "{err}");
 
-    let err = lesson.link("lesson", None).probe(&classbox::roles::spawn_origin()).await.err().unwrap();
+    let err = lesson
+        .link("lesson", None)
+        .probe(&classbox::roles::spawn_origin())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("needs a token"), "{err}");
 
-    let err = lesson.link("lesson", Some("not.a.jwt".into())).probe(&classbox::roles::spawn_origin()).await.err().unwrap();
+    let err = lesson
+        .link("lesson", Some("not.a.jwt".into()))
+        .probe(&classbox::roles::spawn_origin())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("well-formed"), "{err}");
 
-    assert!(lesson.frames_keep_flowing().await, "the lesson stalled after refused clients");
+    assert!(
+        lesson.frames_keep_flowing().await,
+        "the lesson stalled after refused clients"
+    );
     lesson.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_alpn_is_refused_in_the_handshake() {
     let lesson = Lesson::start().await;
-    let err = lesson.raw_connection("h3-not-moq").await.unwrap_err().to_string();
+    let err = lesson
+        .raw_connection("h3-not-moq")
+        .await
+        .unwrap_err()
+        .to_string();
     println!("unknown ALPN: {err}");
     // TLS alert 120 is no_application_protocol.
-    assert!(err.contains("error 120") && err.contains("known protocol"), "{err}");
+    assert!(
+        err.contains("error 120") && err.contains("known protocol"),
+        "{err}"
+    );
     assert!(lesson.frames_keep_flowing().await);
     lesson.stop().await;
 }
@@ -128,7 +187,9 @@ async fn garbage_and_oversized_control_messages_close_only_that_connection() {
     // Garbage where the moq-lite setup should be.
     let conn = lesson.raw_connection("moq-lite-06").await.unwrap();
     let mut send = conn.open_uni().await.unwrap();
-    send.write_all(b"\xff\xfe GET / HTTP/1.1 garbage garbage").await.unwrap();
+    send.write_all(b"\xff\xfe GET / HTTP/1.1 garbage garbage")
+        .await
+        .unwrap();
     send.finish().unwrap();
     let reason = closed_by_relay(&conn).await;
     println!("garbage: {reason}");
@@ -146,7 +207,10 @@ async fn garbage_and_oversized_control_messages_close_only_that_connection() {
     println!("oversized: {reason}");
     assert!(reason.contains("closed by peer"), "{reason}");
 
-    assert!(lesson.frames_keep_flowing().await, "the lesson stalled after bad control messages");
+    assert!(
+        lesson.frames_keep_flowing().await,
+        "the lesson stalled after bad control messages"
+    );
     lesson.stop().await;
 }
 
@@ -155,9 +219,16 @@ async fn truncated_media_stream_does_not_disturb_other_clients() {
     let lesson = Lesson::start().await;
     // A properly admitted second teacher connection that then sends a truncated
     // unidirectional stream (a group header cut off mid-varint).
-    let token = lesson.relay.key.issue("lesson", Role::Teacher, Duration::from_secs(60));
+    let token = lesson
+        .relay
+        .key
+        .issue("lesson", Role::Teacher, Duration::from_secs(60));
     let origin = classbox::roles::spawn_origin();
-    let connected = lesson.link("lesson", Some(token)).connect(&origin).await.unwrap();
+    let connected = lesson
+        .link("lesson", Some(token))
+        .connect(&origin)
+        .await
+        .unwrap();
     let mut send = connected.conn.open_uni().await.unwrap();
     send.write_all(&[0x00, 0xc0, 0x00]).await.unwrap();
     send.finish().unwrap();
@@ -168,7 +239,10 @@ async fn truncated_media_stream_does_not_disturb_other_clients() {
     // broken streams; either way the good lesson must keep going.
     let outcome = tokio::time::timeout(Duration::from_secs(3), connected.conn.closed()).await;
     println!("truncated stream: {outcome:?}");
-    assert!(lesson.frames_keep_flowing().await, "the lesson stalled after a truncated stream");
+    assert!(
+        lesson.frames_keep_flowing().await,
+        "the lesson stalled after a truncated stream"
+    );
     drop(connected);
     lesson.stop().await;
 }

@@ -23,7 +23,11 @@ fn bench_produces_sane_figures_for_ours_and_the_srt_baseline() {
         .env("CLASSBOX_LOG", "error")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/10 s"), "no progress line: {stderr}");
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -37,15 +41,24 @@ fn bench_produces_sane_figures_for_ours_and_the_srt_baseline() {
         let p50 = f["latency_p50_ms"].as_f64().unwrap();
         let p95 = f["latency_p95_ms"].as_f64().unwrap();
         let max = f["latency_max_ms"].as_f64().unwrap();
-        assert!(0.0 < p50 && p50 <= p95 && p95 <= max && max < 20_000.0, "{system}: {p50} {p95} {max}");
+        assert!(
+            0.0 < p50 && p50 <= p95 && p95 <= max && max < 20_000.0,
+            "{system}: {p50} {p95} {max}"
+        );
         let capacity = f["capacity_kbps"].as_f64().unwrap();
-        assert!((900.0..1300.0).contains(&capacity), "{system}: capacity {capacity}");
+        assert!(
+            (900.0..1300.0).contains(&capacity),
+            "{system}: capacity {capacity}"
+        );
         let util = f["utilisation"].as_f64().unwrap();
         assert!(util > 0.0 && util < 1.05, "{system}: utilisation {util}");
         let freeze = f["freeze_ratio"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&freeze), "{system}: freeze {freeze}");
         assert!(f["bytes_sent"].as_u64().unwrap() > 100_000);
         // The drop at 5 s is found and measured.
-        assert!(f["recovery_after_drop_s"].as_f64().is_some(), "{system}: no drop found");
+        assert!(
+            f["recovery_after_drop_s"].as_f64().is_some(),
+            "{system}: no drop found"
+        );
     }
 }

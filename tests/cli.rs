@@ -26,8 +26,14 @@ fn bad_config_fails_fast_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[link]\nrelay = \"relay.example.org\"\n", "link.relay"),
-        ("[classroom]\nlatency_budget_ms = \"fast\"\n", "classroom.latency_budget_ms"),
-        ("[classroom]\nweb_listne = \"0.0.0.0:80\"\n", "classroom.web_listne"),
+        (
+            "[classroom]\nlatency_budget_ms = \"fast\"\n",
+            "classroom.latency_budget_ms",
+        ),
+        (
+            "[classroom]\nweb_listne = \"0.0.0.0:80\"\n",
+            "classroom.web_listne",
+        ),
         ("[teacher]\nframerate = 500\n", "teacher.framerate"),
     ];
     for (text, key) in cases {
@@ -58,7 +64,12 @@ fn bad_config_fails_fast_naming_the_key() {
     assert!(stderr.contains("CLASSBOX_LINK_FINGERPRINT"), "{stderr}");
 
     // A role that needs the relay says so.
-    let out = classbox().args(["--check", "--config"]).arg(&path).arg("classroom").output().unwrap();
+    let out = classbox()
+        .args(["--check", "--config"])
+        .arg(&path)
+        .arg("classroom")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`link.relay`"), "{stderr}");
@@ -80,8 +91,17 @@ fn good_config_checks_out() {
         &dir,
         &format!("[link]\nrelay = \"127.0.0.1:4443\"\nfingerprint = \"{fp}\"\nroom = \"maths\"\n"),
     );
-    let out = classbox().args(["--check", "--config"]).arg(&path).arg("classroom").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = classbox()
+        .args(["--check", "--config"])
+        .arg(&path)
+        .arg("classroom")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
 }
 
@@ -92,15 +112,23 @@ fn relay_token_and_fingerprint_commands() {
     let out = classbox()
         .args(["relay", "--state-dir"])
         .arg(&state)
-        .args(["token", "--room", "maths-4b", "--role", "teacher", "--ttl", "2h"])
+        .args([
+            "token", "--room", "maths-4b", "--role", "teacher", "--ttl", "2h",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(token.split('.').count(), 3, "{token}");
     // The key the token was signed with is kept for the relay.
     let key = classbox::auth::TokenKey::load_or_create(&state.join("token-key.jwk")).unwrap();
-    let claims = key.verify(&token, "maths-4b", classbox::auth::unix_now()).unwrap();
+    let claims = key
+        .verify(&token, "maths-4b", classbox::auth::unix_now())
+        .unwrap();
     assert_eq!(claims.put, vec!["teacher".to_string()]);
 
     let out = classbox()
@@ -112,17 +140,34 @@ fn relay_token_and_fingerprint_commands() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--room"));
 
-    let out = classbox().args(["relay", "--state-dir"]).arg(&state).arg("fingerprint").output().unwrap();
+    let out = classbox()
+        .args(["relay", "--state-dir"])
+        .arg(&state)
+        .arg("fingerprint")
+        .output()
+        .unwrap();
     let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(fp.starts_with("sha256:") && fp.len() == 7 + 64, "{fp}");
 }
 
 #[test]
 fn doctor_json_reports_profile_and_elements() {
-    let out = classbox().args(["doctor", "--json", "--config", "/dev/null"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = classbox()
+        .args(["doctor", "--json", "--config", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["media"]["gstreamer_version"].as_str().unwrap().starts_with("GStreamer"));
+    assert!(
+        v["media"]["gstreamer_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("GStreamer")
+    );
     assert_eq!(v["media"]["profile"]["Ok"]["name"], "software");
     let found: Vec<&str> = v["media"]["elements"]
         .as_array()
@@ -131,7 +176,10 @@ fn doctor_json_reports_profile_and_elements() {
         .filter(|e| e["present"] == true)
         .map(|e| e["element"].as_str().unwrap())
         .collect();
-    assert!(found.contains(&"x264enc") || found.contains(&"openh264enc"), "{found:?}");
+    assert!(
+        found.contains(&"x264enc") || found.contains(&"openh264enc"),
+        "{found:?}"
+    );
     assert_eq!(v["relay"]["state"], "not_configured");
     assert_eq!(v["config"]["ok"], true);
 }
@@ -140,13 +188,23 @@ fn doctor_json_reports_profile_and_elements() {
 fn version_names_commit_and_target() {
     let out = classbox().arg("--version").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(env!("CARGO_PKG_VERSION")) && text.contains("commit"), "{text}");
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")) && text.contains("commit"),
+        "{text}"
+    );
     assert!(text.contains("linux"), "{text}");
 }
 
 #[test]
 fn example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/classbox.example.toml");
-    let out = classbox().args(["--check", "--config", path, "relay"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = classbox()
+        .args(["--check", "--config", path, "relay"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -21,16 +21,22 @@ fn moq_relay_binary() -> Option<PathBuf> {
 
 /// A free UDP port on loopback (bound then released; moq-relay binds it next).
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_flows_through_a_stock_moq_relay() {
     init();
-    let binary = moq_relay_binary().expect("moq-relay is not installed: run image/dev-setup.sh --test");
+    let binary =
+        moq_relay_binary().expect("moq-relay is not installed: run image/dev-setup.sh --test");
     let dir = tempfile::tempdir().unwrap();
     let identity =
-        tls::Identity::load_or_generate(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        tls::Identity::load_or_generate(dir.path(), &["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
     let fingerprint = identity.fingerprint();
     let port = free_udp_port();
     let mut relay = tokio::process::Command::new(&binary)
@@ -51,8 +57,18 @@ async fn lesson_flows_through_a_stock_moq_relay() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let relay_addr = format!("127.0.0.1:{port}");
-    let classroom = start_classroom(client_config(&relay_addr, Some(&fingerprint), "interop", None));
-    let teacher = start_teacher(client_config(&relay_addr, Some(&fingerprint), "interop", None));
+    let classroom = start_classroom(client_config(
+        &relay_addr,
+        Some(&fingerprint),
+        "interop",
+        None,
+    ));
+    let teacher = start_teacher(client_config(
+        &relay_addr,
+        Some(&fingerprint),
+        "interop",
+        None,
+    ));
     let stats = classroom.stats.clone();
     let decoded = || stats.totals(TrackKind::Video).decoded;
     let flowed = wait_until(Duration::from_secs(20), || decoded() >= 150).await;
@@ -63,9 +79,16 @@ async fn lesson_flows_through_a_stock_moq_relay() {
     let _ = relay.start_kill();
     let output = relay.wait_with_output().await.unwrap();
     if !flowed {
-        eprintln!("moq-relay stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+        eprintln!(
+            "moq-relay stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    assert!(flowed, "only {} frames decoded through moq-relay", decoded());
+    assert!(
+        flowed,
+        "only {} frames decoded through moq-relay",
+        decoded()
+    );
     assert!(audio > 0, "no audio through moq-relay");
     let latency = latency.unwrap();
     println!(

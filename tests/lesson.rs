@@ -25,7 +25,10 @@ async fn lesson_flows_from_teacher_through_relay_to_classroom() {
     let sent = teacher_stats.totals(TrackKind::Video).sent_frames;
     let video = classroom.stats.totals(TrackKind::Video);
     let audio = classroom.stats.totals(TrackKind::Audio);
-    let latency = classroom.stats.latency_summary().expect("latency was measured");
+    let latency = classroom
+        .stats
+        .latency_summary()
+        .expect("latency was measured");
     let ratio = video.decoded as f64 / sent as f64;
     println!(
         "decoded {}/{} video frames ({:.1}%), audio packets sent {} decoded {}, \
@@ -41,8 +44,16 @@ async fn lesson_flows_from_teacher_through_relay_to_classroom() {
         latency.samples
     );
     assert!(sent >= 200, "teacher sent only {sent} frames in 10 s");
-    assert!(ratio >= 0.9, "classroom decoded {:.1}% of frames sent", ratio * 100.0);
-    assert!(audio.decoded >= 200, "audio: only {} packets decoded", audio.decoded);
+    assert!(
+        ratio >= 0.9,
+        "classroom decoded {:.1}% of frames sent",
+        ratio * 100.0
+    );
+    assert!(
+        audio.decoded >= 200,
+        "audio: only {} packets decoded",
+        audio.decoded
+    );
     assert_eq!(latency.samples as u64, video.decoded);
 
     classroom.stop().await.expect("classroom ran cleanly");
@@ -59,7 +70,10 @@ async fn classroom_and_teacher_reconnect_after_relay_restart() {
     let teacher = start_teacher(relay.client_config("art", Role::Teacher));
     let decoded = || classroom.stats.totals(TrackKind::Video).decoded;
 
-    assert!(wait_until(Duration::from_secs(10), || decoded() > 30).await, "lesson did not start");
+    assert!(
+        wait_until(Duration::from_secs(10), || decoded() > 30).await,
+        "lesson did not start"
+    );
     relay.stop().await;
     // Same address, same state dir: same certificate and token key.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -71,8 +85,20 @@ async fn classroom_and_teacher_reconnect_after_relay_restart() {
         before,
         decoded()
     );
-    assert!(classroom.stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-    assert!(teacher.stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        classroom
+            .stats
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert!(
+        teacher
+            .stats
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     println!("after restart: decoded {} (was {before})", decoded());
 
     teacher.stop().await.unwrap();

@@ -16,11 +16,46 @@ pub struct Rung {
 
 /// Highest first. Below the last rung's minimum the lesson is audio-only.
 pub const LADDER: &[Rung] = &[
-    Rung { name: "720p30", width: 1280, height: 720, framerate: 30, min_kbps: 2500, max_kbps: 4000 },
-    Rung { name: "480p25", width: 854, height: 480, framerate: 25, min_kbps: 700, max_kbps: 2500 },
-    Rung { name: "360p20", width: 640, height: 360, framerate: 20, min_kbps: 350, max_kbps: 700 },
-    Rung { name: "240p15", width: 426, height: 240, framerate: 15, min_kbps: 150, max_kbps: 350 },
-    Rung { name: "180p10", width: 320, height: 180, framerate: 10, min_kbps: 60, max_kbps: 150 },
+    Rung {
+        name: "720p30",
+        width: 1280,
+        height: 720,
+        framerate: 30,
+        min_kbps: 2500,
+        max_kbps: 4000,
+    },
+    Rung {
+        name: "480p25",
+        width: 854,
+        height: 480,
+        framerate: 25,
+        min_kbps: 700,
+        max_kbps: 2500,
+    },
+    Rung {
+        name: "360p20",
+        width: 640,
+        height: 360,
+        framerate: 20,
+        min_kbps: 350,
+        max_kbps: 700,
+    },
+    Rung {
+        name: "240p15",
+        width: 426,
+        height: 240,
+        framerate: 15,
+        min_kbps: 150,
+        max_kbps: 350,
+    },
+    Rung {
+        name: "180p10",
+        width: 320,
+        height: 180,
+        framerate: 10,
+        min_kbps: 60,
+        max_kbps: 150,
+    },
 ];
 
 /// Highest video bitrate the ladder uses.
@@ -34,7 +69,11 @@ pub fn max_kbps() -> u32 {
 pub fn rung_for(kbps: u32, current: Option<&Rung>) -> Option<&'static Rung> {
     LADDER.iter().find(|r| {
         let upward = current.is_some_and(|c| r.min_kbps > c.min_kbps);
-        let needed = if upward { r.min_kbps + r.min_kbps * 15 / 100 } else { r.min_kbps };
+        let needed = if upward {
+            r.min_kbps + r.min_kbps * 15 / 100
+        } else {
+            r.min_kbps
+        };
         kbps >= needed || (current.is_some_and(|c| c == *r) && kbps >= r.min_kbps)
     })
 }

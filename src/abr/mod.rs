@@ -168,8 +168,8 @@ impl AbrController {
             // Skipped groups are the same backlog seen later, so they wait too.
             let last = since(self.last_decrease);
             let first_cut = self.last_decrease.is_none() || last > Duration::from_secs(3);
-            let not_draining =
-                last >= Duration::from_secs(1) && report.queue_delay_ms > 0.8 * self.delay_at_cut_ms;
+            let not_draining = last >= Duration::from_secs(1)
+                && report.queue_delay_ms > 0.8 * self.delay_at_cut_ms;
             if last < s.step || !(rising || first_cut || not_draining) {
                 return Decision::Hold;
             }
@@ -282,7 +282,8 @@ impl ReceiverSet {
 
     pub fn on_tick(&mut self, now: Duration) {
         let forget = self.forget_after;
-        self.boxes.retain(|_, (_, last)| now.saturating_sub(*last) < forget);
+        self.boxes
+            .retain(|_, (_, last)| now.saturating_sub(*last) < forget);
         for (controller, _) in self.boxes.values_mut() {
             controller.on_tick(now);
         }
@@ -376,7 +377,13 @@ mod tests {
 
     #[test]
     fn steps_down_fast_and_back_up_within_seconds() {
-        let cap = |t: f64| if (20.0..40.0).contains(&t) { 300.0 } else { 2000.0 };
+        let cap = |t: f64| {
+            if (20.0..40.0).contains(&t) {
+                300.0
+            } else {
+                2000.0
+            }
+        };
         let s = simulate(cap, 0.0, 60.0);
         let (before, _) = at(&s, 19.5);
         assert!(before > 1200.0, "before the drop: {before}");
@@ -392,20 +399,32 @@ mod tests {
 
     #[test]
     fn outage_holds_then_restarts_from_what_arrives() {
-        let cap = |t: f64| if (20.0..25.0).contains(&t) { 0.0 } else { 1000.0 };
+        let cap = |t: f64| {
+            if (20.0..25.0).contains(&t) {
+                0.0
+            } else {
+                1000.0
+            }
+        };
         let s = simulate(cap, 0.0, 40.0);
         let (during, _) = at(&s, 24.0);
         let (before, _) = at(&s, 20.0);
         assert_eq!(during, before, "no change while nothing is heard");
         let (resumed, delay) = at(&s, 30.0);
-        assert!(resumed > 400.0 && delay < 300.0, "after outage: {resumed} kbps, {delay} ms");
+        assert!(
+            resumed > 400.0 && delay < 300.0,
+            "after outage: {resumed} kbps, {delay} ms"
+        );
     }
 
     #[test]
     fn random_loss_without_congestion_does_not_collapse_the_rate() {
         let s = simulate(|_| 2000.0, 0.03, 30.0);
         let (target, _) = at(&s, 29.0);
-        assert!(target > 1200.0, "3% loss on a 2 Mbit/s link collapsed the rate to {target}");
+        assert!(
+            target > 1200.0,
+            "3% loss on a 2 Mbit/s link collapsed the rate to {target}"
+        );
     }
 
     #[test]

@@ -83,8 +83,16 @@ fn capacity_by_second(trace: &Trace, secs: u64) -> Vec<f64> {
 pub fn figures(trace: &Trace, run: &RunData) -> Figures {
     let secs = run.duration.as_secs().max(1);
     let rel = |at_us: u64| at_us.saturating_sub(run.started_us) as f64 / 1e6;
-    let video: Vec<&Decoded> = run.timeline.iter().filter(|d| d.kind == TrackKind::Video).collect();
-    let audio: Vec<&Decoded> = run.timeline.iter().filter(|d| d.kind == TrackKind::Audio).collect();
+    let video: Vec<&Decoded> = run
+        .timeline
+        .iter()
+        .filter(|d| d.kind == TrackKind::Video)
+        .collect();
+    let audio: Vec<&Decoded> = run
+        .timeline
+        .iter()
+        .filter(|d| d.kind == TrackKind::Audio)
+        .collect();
     let latencies: Vec<f64> = video.iter().map(|d| d.latency_ms).collect();
     let summary = summarize(&latencies);
 
@@ -100,14 +108,23 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
             let start = rel(first.at_us);
             let mut frozen = 0.0;
             let mut previous = start;
-            for d in video.iter().skip(1).map(|d| rel(d.at_us)).chain(std::iter::once(end)) {
+            for d in video
+                .iter()
+                .skip(1)
+                .map(|d| rel(d.at_us))
+                .chain(std::iter::once(end))
+            {
                 let gap = d - previous;
                 if gap * 1000.0 > FREEZE_MS {
                     frozen += gap;
                 }
                 previous = d.max(previous);
             }
-            if end > start { frozen / (end - start) } else { 0.0 }
+            if end > start {
+                frozen / (end - start)
+            } else {
+                0.0
+            }
         }
         None => 1.0,
     };
@@ -128,7 +145,11 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
             rises.push(i as f64);
         }
         if before == 0.0 && now > 0.0 {
-            returns.push(trace.next_opportunity(Duration::from_secs(i as u64 - 1)).as_secs_f64());
+            returns.push(
+                trace
+                    .next_opportunity(Duration::from_secs(i as u64 - 1))
+                    .as_secs_f64(),
+            );
         }
     }
 
@@ -137,7 +158,9 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
         .map(|&t| {
             video
                 .iter()
-                .filter(|d| (t..t + 15.0).contains(&rel(d.at_us)) && d.latency_ms > LATENCY_BOUND_MS)
+                .filter(|d| {
+                    (t..t + 15.0).contains(&rel(d.at_us)) && d.latency_ms > LATENCY_BOUND_MS
+                })
                 .map(|d| rel(d.at_us) - t)
                 .fold(0.0, f64::max)
         })
@@ -146,9 +169,14 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
     // Delivered rate over the second ending at each sample.
     let rate_at = |i: usize| -> Option<(f64, f64)> {
         let (t, bytes) = run.delivered[i];
-        let j = run.delivered[..i].iter().rposition(|(u, _)| t - u >= 1_000_000)?;
+        let j = run.delivered[..i]
+            .iter()
+            .rposition(|(u, _)| t - u >= 1_000_000)?;
         let (u, earlier) = run.delivered[j];
-        Some((rel(t), (bytes - earlier) as f64 * 8.0 / 1000.0 / ((t - u) as f64 / 1e6)))
+        Some((
+            rel(t),
+            (bytes - earlier) as f64 * 8.0 / 1000.0 / ((t - u) as f64 / 1e6),
+        ))
     };
     let rampup_after_rise_s = rises
         .iter()
@@ -164,7 +192,13 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
 
     let resume_after_outage_s = returns
         .iter()
-        .map(|&t| video.iter().map(|d| rel(d.at_us)).find(|&at| at >= t).map_or(end - t, |at| at - t))
+        .map(|&t| {
+            video
+                .iter()
+                .map(|d| rel(d.at_us))
+                .find(|&at| at >= t)
+                .map_or(end - t, |at| at - t)
+        })
         .reduce(f64::max);
 
     Figures {
@@ -174,7 +208,11 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
         latency_max_ms: summary.map(|s| s.max_ms),
         video_kbps,
         capacity_kbps,
-        utilisation: if capacity_kbps > 0.0 { video_kbps / capacity_kbps } else { 0.0 },
+        utilisation: if capacity_kbps > 0.0 {
+            video_kbps / capacity_kbps
+        } else {
+            0.0
+        },
         freeze_ratio,
         audio_gaps,
         recovery_after_drop_s,
@@ -215,7 +253,11 @@ mod tests {
             if (6000..7000).contains(&ms) {
                 continue;
             }
-            let latency = if (5000..6500).contains(&ms) { 900.0 } else { 100.0 };
+            let latency = if (5000..6500).contains(&ms) {
+                900.0
+            } else {
+                100.0
+            };
             timeline.push(decoded(ms, TrackKind::Video, latency));
         }
         // Audio every 20 ms with one 300 ms hole.

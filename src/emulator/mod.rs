@@ -25,7 +25,10 @@ pub struct Trace {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error("cannot read trace {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("trace line {line}: `{text}` is not a millisecond count")]
     Line { line: usize, text: String },
     #[error("trace line {line}: {ms} ms comes before the previous line's {previous} ms")]
@@ -57,7 +60,11 @@ impl Trace {
             if let Some(&previous) = opportunities_ms.last()
                 && ms < previous
             {
-                return Err(TraceError::Order { line: i + 1, ms, previous });
+                return Err(TraceError::Order {
+                    line: i + 1,
+                    ms,
+                    previous,
+                });
             }
             opportunities_ms.push(ms);
         }
@@ -253,7 +260,11 @@ impl<P> Direction<P> {
     pub fn poll_deliver(&mut self, now: Duration) -> Vec<P> {
         self.advance(now);
         let mut out = Vec::new();
-        while self.in_flight.front().is_some_and(|(release, _)| *release <= now) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(release, _)| *release <= now)
+        {
             out.push(self.in_flight.pop_front().expect("front exists").1);
         }
         out
@@ -307,8 +318,14 @@ mod tests {
         assert_eq!(t.next_opportunity(ms(6)), ms(10));
         assert_eq!(t.next_opportunity(ms(11)), ms(20));
         assert_eq!(t.next_opportunity(ms(21)), ms(25));
-        assert!(matches!(Trace::parse("5\nx\n"), Err(TraceError::Line { line: 2, .. })));
-        assert!(matches!(Trace::parse("5\n3\n"), Err(TraceError::Order { line: 2, .. })));
+        assert!(matches!(
+            Trace::parse("5\nx\n"),
+            Err(TraceError::Line { line: 2, .. })
+        ));
+        assert!(matches!(
+            Trace::parse("5\n3\n"),
+            Err(TraceError::Order { line: 2, .. })
+        ));
         assert!(matches!(Trace::parse("\n"), Err(TraceError::Empty)));
     }
 
@@ -327,7 +344,13 @@ mod tests {
     }
 
     fn every_10ms() -> Trace {
-        Trace::parse(&(1..=100).map(|i| (i * 10).to_string()).collect::<Vec<_>>().join("\n")).unwrap()
+        Trace::parse(
+            &(1..=100)
+                .map(|i| (i * 10).to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -435,7 +458,11 @@ mod tests {
             }
             out.extend(got);
         }
-        assert_eq!(out, (0..1000).collect::<Vec<_>>(), "order kept, nothing lost");
+        assert_eq!(
+            out,
+            (0..1000).collect::<Vec<_>>(),
+            "order kept, nothing lost"
+        );
         let first = earliest.unwrap();
         assert!((30..=71).contains(&first), "first release at {first} ms");
     }

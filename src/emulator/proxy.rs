@@ -27,7 +27,12 @@ pub struct LinkEmulator {
 
 impl LinkEmulator {
     /// Listen on `127.0.0.1:0` and forward to `server`.
-    pub async fn start(server: SocketAddr, profile: LinkProfile, seed: u64, shutdown: CancellationToken) -> std::io::Result<Self> {
+    pub async fn start(
+        server: SocketAddr,
+        profile: LinkProfile,
+        seed: u64,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
         let front = UdpSocket::bind("127.0.0.1:0").await?;
         let back = UdpSocket::bind("127.0.0.1:0").await?;
         back.connect(server).await?;
@@ -86,8 +91,13 @@ async fn run(
     let mut buf_down = vec![0u8; 65_536];
     let mut report = tokio::time::interval(Duration::from_millis(200));
     loop {
-        let next = [up.next_event(), down.next_event()].into_iter().flatten().min();
-        let wake = next.map(|t| started + t).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let next = [up.next_event(), down.next_event()]
+            .into_iter()
+            .flatten()
+            .min();
+        let wake = next
+            .map(|t| started + t)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = shutdown.cancelled() => break,
             r = front.recv_from(&mut buf_up) => {

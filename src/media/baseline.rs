@@ -47,13 +47,20 @@ fn key(data: &[u8]) -> u64 {
 }
 
 impl Baseline {
-    pub async fn start(profile: &Profile, s: &BaselineSettings, stats: Arc<LessonStats>) -> Result<Self, MediaError> {
+    pub async fn start(
+        profile: &Profile,
+        s: &BaselineSettings,
+        stats: Arc<LessonStats>,
+    ) -> Result<Self, MediaError> {
         let latency = s.srt_latency_ms.to_string();
         let sender_vars = BTreeMap::from([
             ("WIDTH", s.width.to_string()),
             ("HEIGHT", s.height.to_string()),
             ("FRAMERATE", s.framerate.to_string()),
-            ("H264_ENCODER", profile.encoder().launch(s.video_kbps, s.keyframe_interval)),
+            (
+                "H264_ENCODER",
+                profile.encoder().launch(s.video_kbps, s.keyframe_interval),
+            ),
             ("SRT_ADDRESS", s.send_to.to_string()),
             ("SRT_LATENCY_MS", latency.clone()),
         ]);
@@ -76,55 +83,69 @@ impl Baseline {
             let captured = captured.clone();
             let sent = sent_bytes.clone();
             let element = tap.clone();
-            tap.static_pad("src").expect("identity has src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(buffer) = info.buffer()
-                    && let Ok(map) = buffer.map_readable()
-                {
-                    let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
-                    sent.fetch_add(map.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    let mut c = captured.lock().expect("lock");
-                    if c.len() > 100_000 {
-                        c.clear();
+            tap.static_pad("src").expect("identity has src").add_probe(
+                gst::PadProbeType::BUFFER,
+                move |_, info| {
+                    if let Some(buffer) = info.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+                        sent.fetch_add(map.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        let mut c = captured.lock().expect("lock");
+                        if c.len() > 100_000 {
+                            c.clear();
+                        }
+                        c.insert(key(&map), capture_time_us(&element, pts));
                     }
-                    c.insert(key(&map), capture_time_us(&element, pts));
-                }
-                gst::PadProbeReturn::Ok
-            });
+                    gst::PadProbeReturn::Ok
+                },
+            );
         }
         let arrive: gst::Element = pipeline::element(&receiver, "video_arrive")?;
         {
             let (captured, by_pts, stats) = (captured.clone(), by_pts.clone(), stats.clone());
-            arrive.static_pad("src").expect("identity has src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(buffer) = info.buffer()
-                    && let Ok(map) = buffer.map_readable()
-                {
-                    stats.record_received_bytes(TrackKind::Video, map.len());
-                    if let Some(pts) = buffer.pts()
-                        && let Some(capture) = captured.lock().expect("lock").get(&key(&map)).copied()
+            arrive
+                .static_pad("src")
+                .expect("identity has src")
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(buffer) = info.buffer()
+                        && let Ok(map) = buffer.map_readable()
                     {
-                        by_pts.lock().expect("lock").insert(pts.nseconds(), capture);
+                        stats.record_received_bytes(TrackKind::Video, map.len());
+                        if let Some(pts) = buffer.pts()
+                            && let Some(capture) =
+                                captured.lock().expect("lock").get(&key(&map)).copied()
+                        {
+                            by_pts.lock().expect("lock").insert(pts.nseconds(), capture);
+                        }
                     }
-                }
-                gst::PadProbeReturn::Ok
-            });
+                    gst::PadProbeReturn::Ok
+                });
         }
         let decoder: gst::Element = pipeline::element(&receiver, "video_decoder")?;
         {
             let stats = stats.clone();
-            decoder.static_pad("src").expect("decoder has src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(buffer) = info.buffer()
-                    && let Some(pts) = buffer.pts()
-                    && let Some(capture) = by_pts.lock().expect("lock").remove(&pts.nseconds()) {
+            decoder
+                .static_pad("src")
+                .expect("decoder has src")
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(buffer) = info.buffer()
+                        && let Some(pts) = buffer.pts()
+                        && let Some(capture) = by_pts.lock().expect("lock").remove(&pts.nseconds())
+                    {
                         stats.record_decoded(TrackKind::Video, capture);
                     }
-                gst::PadProbeReturn::Ok
-            });
+                    gst::PadProbeReturn::Ok
+                });
         }
         let audio: gst::Element = pipeline::element(&receiver, "audio_decoder")?;
-        audio.static_pad("src").expect("decoder has src").add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            stats.record_decoded(TrackKind::Audio, crate::frame::unix_micros());
-            gst::PadProbeReturn::Ok
-        });
+        audio.static_pad("src").expect("decoder has src").add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, _| {
+                stats.record_decoded(TrackKind::Audio, crate::frame::unix_micros());
+                gst::PadProbeReturn::Ok
+            },
+        );
 
         let buses = vec![
             super::watch_bus(&receiver, "baseline-receiver", None),

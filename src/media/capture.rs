@@ -31,6 +31,8 @@ pub struct Capture {
     encoder: gst::Element,
     caps_filter: gst::Element,
     profile: Profile,
+    /// The keyframe interval in seconds, kept when the frame rate changes.
+    keyframe_seconds: f64,
     _bus: tokio::task::JoinHandle<()>,
 }
 
@@ -58,14 +60,24 @@ impl Capture {
             ("FRAMERATE", settings.framerate.to_string()),
             (
                 "H264_ENCODER",
-                profile.encoder().launch(settings.video_kbps, settings.keyframe_interval),
+                profile
+                    .encoder()
+                    .launch(settings.video_kbps, settings.keyframe_interval),
             ),
             ("AUDIO_BPS", (settings.audio_kbps * 1000).to_string()),
         ]);
-        let pipeline = pipeline::build(settings.pipelines_dir.as_deref(), &profile.name, "teacher", &vars)?;
+        let pipeline = pipeline::build(
+            settings.pipelines_dir.as_deref(),
+            &profile.name,
+            "teacher",
+            &vars,
+        )?;
         let encoder: gst::Element = pipeline::element(&pipeline, "video_encoder")?;
         let caps_filter: gst::Element = pipeline::element(&pipeline, "video_caps")?;
-        for (name, kind) in [("video_out", TrackKind::Video), ("audio_out", TrackKind::Audio)] {
+        for (name, kind) in [
+            ("video_out", TrackKind::Video),
+            ("audio_out", TrackKind::Audio),
+        ] {
             let sink: gst_app::AppSink = pipeline::element(&pipeline, name)?;
             sink.set_callbacks(frame_callbacks(kind, out.clone()));
         }
@@ -78,6 +90,8 @@ impl Capture {
             encoder,
             caps_filter,
             profile: profile.clone(),
+            keyframe_seconds: f64::from(settings.keyframe_interval)
+                / f64::from(settings.framerate.max(1)),
             _bus: bus,
         })
     }
@@ -105,7 +119,13 @@ impl Capture {
 
     /// Change picture size and frame rate while running. The encoder renegotiates and
     /// starts the new size with a keyframe, so the change lands on a group boundary.
+    /// The keyframe interval keeps its length in time: a group is also the unit the
+    /// relay drops when it is late, so 3 s groups at 10 fps would hold 3 s of backlog.
     pub fn set_picture(&self, width: u32, height: u32, framerate: u32) {
+        let gop = (self.keyframe_seconds * f64::from(framerate))
+            .round()
+            .max(1.0) as u32;
+        self.profile.encoder().set_gop(&self.encoder, gop);
         let caps = gst::Caps::builder("video/x-raw")
             .field("format", "I420")
             .field("width", width as i32)
@@ -133,7 +153,8 @@ fn frame_callbacks(kind: TrackKind, out: mpsc::Sender<Frame>) -> gst_app::AppSin
             let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
             let frame = Frame {
                 track: kind,
-                keyframe: kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                keyframe: kind == TrackKind::Audio
+                    || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
                 capture_us: capture_time_us(sink.upcast_ref(), pts),
                 pts_us: pts.useconds(),
                 payload: Bytes::copy_from_slice(&map),
@@ -143,7 +164,11 @@ fn frame_callbacks(kind: TrackKind, out: mpsc::Sender<Frame>) -> gst_app::AppSin
             if out.try_send(frame).is_err() {
                 let n = dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n.is_multiple_of(100) {
-                    tracing::warn!(track = kind.track_name(), dropped = n + 1, "capture queue full; dropping frames");
+                    tracing::warn!(
+                        track = kind.track_name(),
+                        dropped = n + 1,
+                        "capture queue full; dropping frames"
+                    );
                 }
             }
             Ok(gst::FlowSuccess::Ok)

@@ -36,7 +36,9 @@ impl Output {
         match mode {
             Window => Output::Window,
             Headless => Output::Headless,
-            Auto if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() => {
+            Auto if std::env::var_os("DISPLAY").is_some()
+                || std::env::var_os("WAYLAND_DISPLAY").is_some() =>
+            {
                 Output::Window
             }
             Auto => Output::Headless,
@@ -87,13 +89,23 @@ impl Display {
             ("AUDIO_RATE", settings.audio_rate.to_string()),
             ("AUDIO_CHANNELS", settings.audio_channels.to_string()),
         ]);
-        let pipeline = pipeline::build(settings.pipelines_dir.as_deref(), &profile.name, "classroom", &vars)?;
+        let pipeline = pipeline::build(
+            settings.pipelines_dir.as_deref(),
+            &profile.name,
+            "classroom",
+            &vars,
+        )?;
         let video_in: gst_app::AppSrc = pipeline::element(&pipeline, "video_in")?;
         let audio_in: gst_app::AppSrc = pipeline::element(&pipeline, "audio_in")?;
         let epoch_us = Arc::new(AtomicU64::new(0));
-        for (name, kind) in [("video_decoder", TrackKind::Video), ("audio_decoder", TrackKind::Audio)] {
+        for (name, kind) in [
+            ("video_decoder", TrackKind::Video),
+            ("audio_decoder", TrackKind::Audio),
+        ] {
             let decoder: gst::Element = pipeline::element(&pipeline, name)?;
-            let pad = decoder.static_pad("src").ok_or(MediaError::MissingElement("decoder src pad"))?;
+            let pad = decoder
+                .static_pad("src")
+                .ok_or(MediaError::MissingElement("decoder src pad"))?;
             let stats = stats.clone();
             let epoch = epoch_us.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -128,7 +140,9 @@ impl Display {
         let mut buffer = gst::Buffer::from_slice(frame.payload);
         {
             let buffer = buffer.get_mut().expect("fresh buffer is writable");
-            buffer.set_pts(gst::ClockTime::from_useconds(frame.capture_us.saturating_sub(epoch)));
+            buffer.set_pts(gst::ClockTime::from_useconds(
+                frame.capture_us.saturating_sub(epoch),
+            ));
             if !frame.keyframe {
                 buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
             }

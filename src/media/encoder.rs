@@ -26,6 +26,9 @@ pub struct EncoderQuirks {
     /// opening value).
     pub live_raise: bool,
     pub hardware: bool,
+    /// The property holding the keyframe interval in frames, when it can be changed
+    /// (it takes effect when the encoder reopens, as on a picture size change).
+    pub gop_property: Option<&'static str>,
 }
 
 /// Software encoders first: the order is the preference when several are present.
@@ -37,6 +40,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
                  key-int-max={gop} bframes=0 b-adapt=false vbv-buf-capacity=300",
         live_raise: true,
         hardware: false,
+        gop_property: Some("key-int-max"),
     },
     EncoderQuirks {
         element: "openh264enc",
@@ -45,6 +49,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
                  complexity=low usage-type=camera",
         live_raise: false,
         hardware: false,
+        gop_property: Some("gop-size"),
     },
     EncoderQuirks {
         element: "vah264enc",
@@ -52,6 +57,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
         launch: "vah264enc name=video_encoder bitrate={bitrate} key-int-max={gop} b-frames=0 rate-control=cbr",
         live_raise: true,
         hardware: true,
+        gop_property: Some("key-int-max"),
     },
     EncoderQuirks {
         element: "nvh264enc",
@@ -59,6 +65,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
         launch: "nvh264enc name=video_encoder bitrate={bitrate} gop-size={gop} bframes=0 rc-mode=cbr zerolatency=true",
         live_raise: true,
         hardware: true,
+        gop_property: Some("gop-size"),
     },
     EncoderQuirks {
         element: "v4l2h264enc",
@@ -66,6 +73,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
         launch: "v4l2h264enc name=video_encoder extra-controls=\"controls,video_bitrate={bitrate},h264_i_frame_period={gop}\"",
         live_raise: true,
         hardware: true,
+        gop_property: None,
     },
 ];
 
@@ -94,6 +102,22 @@ impl EncoderQuirks {
             .replace("{gop}", &gop.to_string())
     }
 
+    /// Set the keyframe interval, in frames, for when the encoder next (re)opens.
+    pub fn set_gop(&self, encoder: &gst::Element, frames: u32) {
+        let Some(name) = self.gop_property else {
+            return;
+        };
+        match encoder.find_property(name).map(|p| p.value_type()) {
+            Some(t) if t == u32::static_type() => encoder.set_property(name, frames),
+            Some(t) if t == i32::static_type() => encoder.set_property(name, frames as i32),
+            other => tracing::warn!(
+                element = self.element,
+                ?other,
+                "encoder has no usable {name} property"
+            ),
+        }
+    }
+
     /// Change the bitrate of a running encoder.
     pub fn set_bitrate(&self, encoder: &gst::Element, kbps: u32) {
         let value = self.in_unit(kbps);
@@ -102,10 +126,18 @@ impl EncoderQuirks {
                 // The property's type differs per element (u32 or i32 or u64).
                 let pspec = encoder.find_property("bitrate");
                 match pspec.map(|p| p.value_type()) {
-                    Some(t) if t == u32::static_type() => encoder.set_property("bitrate", value as u32),
-                    Some(t) if t == i32::static_type() => encoder.set_property("bitrate", value as i32),
+                    Some(t) if t == u32::static_type() => {
+                        encoder.set_property("bitrate", value as u32)
+                    }
+                    Some(t) if t == i32::static_type() => {
+                        encoder.set_property("bitrate", value as i32)
+                    }
                     Some(t) if t == u64::static_type() => encoder.set_property("bitrate", value),
-                    other => tracing::warn!(element = self.element, ?other, "encoder has no usable bitrate property"),
+                    other => tracing::warn!(
+                        element = self.element,
+                        ?other,
+                        "encoder has no usable bitrate property"
+                    ),
                 }
             }
             BitrateUnit::V4l2ExtraControls => {
@@ -124,9 +156,24 @@ mod tests {
 
     #[test]
     fn units_differ_per_element() {
-        assert!(quirks("x264enc").unwrap().launch(800, 30).contains("bitrate=800 "));
-        assert!(quirks("openh264enc").unwrap().launch(800, 30).contains("bitrate=800000 "));
-        assert!(quirks("v4l2h264enc").unwrap().launch(800, 30).contains("video_bitrate=800000,"));
+        assert!(
+            quirks("x264enc")
+                .unwrap()
+                .launch(800, 30)
+                .contains("bitrate=800 ")
+        );
+        assert!(
+            quirks("openh264enc")
+                .unwrap()
+                .launch(800, 30)
+                .contains("bitrate=800000 ")
+        );
+        assert!(
+            quirks("v4l2h264enc")
+                .unwrap()
+                .launch(800, 30)
+                .contains("video_bitrate=800000,")
+        );
         assert!(quirks("nosuchenc").is_none());
     }
 
@@ -145,6 +192,15 @@ mod tests {
                 _ => element.property::<u64>("bitrate"),
             };
             assert_eq!(got, q.in_unit(300), "{}", q.element);
+            q.set_gop(&element, 15);
+            if let Some(name) = q.gop_property {
+                let gop = element.property_value(name);
+                let frames = gop
+                    .get::<u32>()
+                    .map(i64::from)
+                    .or_else(|_| gop.get::<i32>().map(i64::from));
+                assert_eq!(frames, Ok(15), "{} {name}", q.element);
+            }
         }
     }
 }

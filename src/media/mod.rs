@@ -36,7 +36,10 @@ pub enum MediaError {
     #[error("no usable pipeline profile: {0}")]
     NoProfile(String),
     #[error("pipeline error from {source_name}: {message}")]
-    Runtime { source_name: String, message: String },
+    Runtime {
+        source_name: String,
+        message: String,
+    },
 }
 
 /// Initialise GStreamer once per process.
@@ -52,7 +55,11 @@ pub async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<()
         .await
         .map_err(|e| MediaError::State(e.to_string()))?
         .map(|_| ())
-        .map_err(|_| MediaError::State(format!("could not change to {state:?}; see the GStreamer error above")))
+        .map_err(|_| {
+            MediaError::State(format!(
+                "could not change to {state:?}; see the GStreamer error above"
+            ))
+        })
 }
 
 /// Log bus errors and warnings until the pipeline goes away; the first error is
@@ -70,11 +77,17 @@ pub fn watch_bus(
             use gst::MessageView;
             match msg.view() {
                 MessageView::Error(e) => {
-                    let source_name = e.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                    let source_name = e
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
                     let message = format!("{} ({})", e.error(), e.debug().unwrap_or_default());
                     tracing::error!(pipeline = label, source = %source_name, %message, "pipeline error");
                     if let Some(tx) = &errors {
-                        let _ = tx.send(MediaError::Runtime { source_name, message });
+                        let _ = tx.send(MediaError::Runtime {
+                            source_name,
+                            message,
+                        });
                     }
                 }
                 MessageView::Warning(w) => {

@@ -10,15 +10,35 @@ use super::MediaError;
 
 /// The descriptions compiled into the binary, by (profile, role).
 const BUILT_IN: &[(&str, &str, &str)] = &[
-    ("software", "teacher", include_str!("../../gst-pipelines/software/teacher.pipeline")),
-    ("software", "classroom", include_str!("../../gst-pipelines/software/classroom.pipeline")),
-    ("baseline", "srt-sender", include_str!("../../gst-pipelines/baseline/srt-sender.pipeline")),
-    ("baseline", "srt-receiver", include_str!("../../gst-pipelines/baseline/srt-receiver.pipeline")),
+    (
+        "software",
+        "teacher",
+        include_str!("../../gst-pipelines/software/teacher.pipeline"),
+    ),
+    (
+        "software",
+        "classroom",
+        include_str!("../../gst-pipelines/software/classroom.pipeline"),
+    ),
+    (
+        "baseline",
+        "srt-sender",
+        include_str!("../../gst-pipelines/baseline/srt-sender.pipeline"),
+    ),
+    (
+        "baseline",
+        "srt-receiver",
+        include_str!("../../gst-pipelines/baseline/srt-receiver.pipeline"),
+    ),
 ];
 
 /// Platform profiles with built-in descriptions (the benchmark's baseline is not one).
 pub fn built_in_profiles() -> Vec<&'static str> {
-    let mut names: Vec<_> = BUILT_IN.iter().map(|(p, _, _)| *p).filter(|p| *p != "baseline").collect();
+    let mut names: Vec<_> = BUILT_IN
+        .iter()
+        .map(|(p, _, _)| *p)
+        .filter(|p| *p != "baseline")
+        .collect();
     names.dedup();
     names
 }
@@ -83,7 +103,10 @@ pub fn build(
 }
 
 /// Fetch a named element and cast it to the type the code binds to.
-pub fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &'static str) -> Result<T, MediaError> {
+pub fn element<T: IsA<gst::Element>>(
+    pipeline: &gst::Pipeline,
+    name: &'static str,
+) -> Result<T, MediaError> {
     pipeline
         .by_name(name)
         .and_then(|e| e.downcast::<T>().ok())
@@ -97,7 +120,10 @@ mod tests {
     #[test]
     fn render_fills_and_refuses_missing() {
         let vars = BTreeMap::from([("A", "x".to_string())]);
-        assert_eq!(render("# c\n${A} ! fakesink\n  \n", &vars).unwrap(), "x ! fakesink");
+        assert_eq!(
+            render("# c\n${A} ! fakesink\n  \n", &vars).unwrap(),
+            "x ! fakesink"
+        );
         assert!(render("${A} ! ${B}", &vars).unwrap_err().contains("${B}"));
     }
 

@@ -11,20 +11,85 @@ use super::{MediaError, encoder};
 
 /// Elements worth reporting, by what they are for.
 const INTERESTING: &[(&str, &[&str])] = &[
-    ("h264 encoders", &["x264enc", "openh264enc", "vah264enc", "nvh264enc", "v4l2h264enc"]),
-    ("h264 decoders", &["avdec_h264", "openh264dec", "vah264dec", "nvh264dec", "v4l2h264dec", "v4l2slh264dec"]),
-    ("h265 decoders", &["avdec_h265", "vah265dec", "nvh265dec", "v4l2slh265dec"]),
+    (
+        "h264 encoders",
+        &[
+            "x264enc",
+            "openh264enc",
+            "vah264enc",
+            "nvh264enc",
+            "v4l2h264enc",
+        ],
+    ),
+    (
+        "h264 decoders",
+        &[
+            "avdec_h264",
+            "openh264dec",
+            "vah264dec",
+            "nvh264dec",
+            "v4l2h264dec",
+            "v4l2slh264dec",
+        ],
+    ),
+    (
+        "h265 decoders",
+        &["avdec_h265", "vah265dec", "nvh265dec", "v4l2slh265dec"],
+    ),
     ("audio", &["opusenc", "opusdec", "webrtcdsp"]),
-    ("video sinks", &["kmssink", "waylandsink", "glimagesink", "xvimagesink", "autovideosink", "fakesink"]),
-    ("audio sinks", &["alsasink", "pulsesink", "pipewiresink", "autoaudiosink"]),
-    ("sources", &["v4l2src", "libcamerasrc", "pipewiresrc", "alsasrc", "pulsesrc", "videotestsrc", "audiotestsrc"]),
-    ("plumbing", &["appsrc", "appsink", "h264parse", "videoconvert", "audioconvert", "audioresample", "videoscale"]),
+    (
+        "video sinks",
+        &[
+            "kmssink",
+            "waylandsink",
+            "glimagesink",
+            "xvimagesink",
+            "autovideosink",
+            "fakesink",
+        ],
+    ),
+    (
+        "audio sinks",
+        &["alsasink", "pulsesink", "pipewiresink", "autoaudiosink"],
+    ),
+    (
+        "sources",
+        &[
+            "v4l2src",
+            "libcamerasrc",
+            "pipewiresrc",
+            "alsasrc",
+            "pulsesrc",
+            "videotestsrc",
+            "audiotestsrc",
+        ],
+    ),
+    (
+        "plumbing",
+        &[
+            "appsrc",
+            "appsink",
+            "h264parse",
+            "videoconvert",
+            "audioconvert",
+            "audioresample",
+            "videoscale",
+        ],
+    ),
 ];
 
 /// Elements every software profile needs, beside an encoder and a decoder.
 const SOFTWARE_BASE: &[&str] = &[
-    "appsrc", "appsink", "h264parse", "videoconvert", "videoscale", "audioconvert", "audioresample", "opusenc",
-    "opusdec", "queue",
+    "appsrc",
+    "appsink",
+    "h264parse",
+    "videoconvert",
+    "videoscale",
+    "audioconvert",
+    "audioresample",
+    "opusenc",
+    "opusdec",
+    "queue",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +110,8 @@ pub struct Profile {
 
 impl Profile {
     pub fn encoder(&self) -> &'static encoder::EncoderQuirks {
-        encoder::quirks(self.h264_encoder).expect("profiles only name encoders from the quirk table")
+        encoder::quirks(self.h264_encoder)
+            .expect("profiles only name encoders from the quirk table")
     }
 
     pub fn decoder_launch(&self) -> &'static str {
@@ -87,11 +153,19 @@ pub fn choose(forced: &str) -> Result<Profile, MediaError> {
         .iter()
         .filter(|q| !q.hardware)
         .find(|q| has(q.element))
-        .ok_or_else(|| MediaError::NoProfile("no H.264 encoder: install gstreamer1.0-plugins-ugly (x264enc)".into()))?;
+        .ok_or_else(|| {
+            MediaError::NoProfile(
+                "no H.264 encoder: install gstreamer1.0-plugins-ugly (x264enc)".into(),
+            )
+        })?;
     let decoder = encoder::H264_DECODERS
         .iter()
         .find(|(name, _)| has(name))
-        .ok_or_else(|| MediaError::NoProfile("no H.264 decoder: install gstreamer1.0-libav (avdec_h264)".into()))?;
+        .ok_or_else(|| {
+            MediaError::NoProfile(
+                "no H.264 decoder: install gstreamer1.0-libav (avdec_h264)".into(),
+            )
+        })?;
     let hardware: Vec<&str> = encoder::H264_ENCODERS
         .iter()
         .filter(|q| q.hardware && has(q.element))
@@ -106,7 +180,10 @@ pub fn choose(forced: &str) -> Result<Profile, MediaError> {
                 hardware.join(", ")
             )
         };
-        format!("software: {hw}; {} encodes, {} decodes", encoder.element, decoder.0)
+        format!(
+            "software: {hw}; {} encodes, {} decodes",
+            encoder.element, decoder.0
+        )
     } else {
         format!("forced by media.profile = \"{forced}\"")
     };

@@ -25,7 +25,10 @@ pub enum RelayError {
 impl RelayError {
     /// The client sent something wrong (as opposed to a link that went away).
     pub fn is_client_fault(&self) -> bool {
-        matches!(self, RelayError::Setup(_) | RelayError::Token(_) | RelayError::Path(_))
+        matches!(
+            self,
+            RelayError::Setup(_) | RelayError::Token(_) | RelayError::Path(_)
+        )
     }
 }
 
@@ -49,7 +52,10 @@ impl Connection {
         {
             Ok(Ok(handshake)) => handshake,
             Ok(Err(e)) => {
-                conn.close(close::PROTOCOL.into(), format!("bad moq-lite setup: {e}").as_bytes());
+                conn.close(
+                    close::PROTOCOL.into(),
+                    format!("bad moq-lite setup: {e}").as_bytes(),
+                );
                 return Err(RelayError::Setup(e));
             }
             Err(_) => {
@@ -93,7 +99,9 @@ impl Connection {
             .consume()
             .scope("", &scoped(&claims.get))
             .map_err(RelayError::Setup)?;
-        let client_writes = room_origin.scope("", &scoped(&claims.put)).map_err(RelayError::Setup)?;
+        let client_writes = room_origin
+            .scope("", &scoped(&claims.put))
+            .map_err(RelayError::Setup)?;
 
         let (session, driver) = handshake
             .with_publisher(client_reads)
@@ -109,7 +117,10 @@ impl Connection {
             // A protocol violation mid-session (garbage, a truncated stream): tell the
             // client why before the connection goes.
             e => {
-                conn.close(close::PROTOCOL.into(), format!("protocol error: {e}").as_bytes());
+                conn.close(
+                    close::PROTOCOL.into(),
+                    format!("protocol error: {e}").as_bytes(),
+                );
                 Err(RelayError::Session(e))
             }
         }
@@ -136,9 +147,15 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(parse_path("/maths?jwt=abc").unwrap(), ("maths".into(), Some("abc".into())));
+        assert_eq!(
+            parse_path("/maths?jwt=abc").unwrap(),
+            ("maths".into(), Some("abc".into()))
+        );
         assert_eq!(parse_path("maths").unwrap(), ("maths".into(), None));
-        assert_eq!(parse_path("maths?x=1&jwt=").unwrap(), ("maths".into(), None));
+        assert_eq!(
+            parse_path("maths?x=1&jwt=").unwrap(),
+            ("maths".into(), None)
+        );
         assert!(parse_path("../etc?jwt=a").is_err());
     }
 }

@@ -114,7 +114,9 @@ impl Relay {
                 async move {
                     match connection.serve(incoming).await {
                         Ok(()) => tracing::info!("closed"),
-                        Err(e) if e.is_client_fault() => tracing::warn!(error = %e, "client refused"),
+                        Err(e) if e.is_client_fault() => {
+                            tracing::warn!(error = %e, "client refused")
+                        }
                         Err(e) => tracing::info!(error = %e, "closed"),
                     }
                     drop(permit);
@@ -122,9 +124,14 @@ impl Relay {
                 .instrument(span),
             );
         }
-        self.endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
+        self.endpoint
+            .close(close::SHUTDOWN.into(), b"relay shutting down");
         tasks.close();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tasks.wait()).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            self.endpoint.wait_idle(),
+        )
+        .await;
     }
 }

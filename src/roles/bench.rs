@@ -49,9 +49,13 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
     };
     for path in &args.traces {
         let trace = Trace::load(path)?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         let link = link_profile(args, &trace);
-        let (ours, ours_run) = run_classbox(args, &name, &trace, link.clone(), shutdown.child_token()).await?;
+        let (ours, ours_run) =
+            run_classbox(args, &name, &trace, link.clone(), shutdown.child_token()).await?;
         if let Some(f) = timeline.as_mut() {
             write_timeline(f, &name, "classbox", &ours_run)?;
         }
@@ -61,7 +65,8 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
         let baseline = if args.no_baseline {
             None
         } else {
-            let (figures, run) = run_baseline(args, &name, &trace, link, &profile, shutdown.child_token()).await?;
+            let (figures, run) =
+                run_baseline(args, &name, &trace, link, &profile, shutdown.child_token()).await?;
             if let Some(f) = timeline.as_mut() {
                 write_timeline(f, &name, "srt", &run)?;
             }
@@ -87,7 +92,12 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
     Ok(())
 }
 
-fn write_timeline(f: &mut std::fs::File, trace: &str, system: &str, run: &RunData) -> std::io::Result<()> {
+fn write_timeline(
+    f: &mut std::fs::File,
+    trace: &str,
+    system: &str,
+    run: &RunData,
+) -> std::io::Result<()> {
     for d in &run.timeline {
         writeln!(
             f,
@@ -164,21 +174,30 @@ async fn observe(
         }
         let now = unix_micros();
         let elapsed = Duration::from_micros(now.saturating_sub(started_us));
-        let bytes = stats.totals(TrackKind::Video).received_bytes + stats.totals(TrackKind::Audio).received_bytes;
+        let bytes = stats.totals(TrackKind::Video).received_bytes
+            + stats.totals(TrackKind::Audio).received_bytes;
         delivered.push((now, bytes));
         if elapsed.as_secs() != last_second {
             last_second = elapsed.as_secs();
-            let link = trace.capacity_bps(elapsed.saturating_sub(Duration::from_secs(1)), elapsed) / 1000.0;
+            let link = trace.capacity_bps(elapsed.saturating_sub(Duration::from_secs(1)), elapsed)
+                / 1000.0;
             let rate = delivered
                 .iter()
                 .rev()
                 .find(|(t, _)| now - t >= 1_000_000)
                 .map(|(t, b)| (bytes - b) as f64 * 8.0 / ((now - t) as f64 / 1e6) / 1000.0)
                 .unwrap_or(0.0);
-            let latency = stats.latest().latency_ms_p50.map_or("-".into(), |l| format!("{l:.0} ms"));
+            let latency = stats
+                .latest()
+                .latency_ms_p50
+                .map_or("-".into(), |l| format!("{l:.0} ms"));
             let target = sender.map(|s| {
                 let st = s.sender();
-                format!("  target {} kbit/s {}", st.target_kbps, st.rung.unwrap_or_else(|| "(no rung)".into()))
+                format!(
+                    "  target {} kbit/s {}",
+                    st.target_kbps,
+                    st.rung.unwrap_or_else(|| "(no rung)".into())
+                )
             });
             progress.update(
                 last_second,
@@ -204,7 +223,9 @@ async fn run_classbox(
     link: LinkProfile,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Figures, RunData)> {
-    let state = tempfile::Builder::new().prefix("classbox-bench-").tempdir()?;
+    let state = tempfile::Builder::new()
+        .prefix("classbox-bench-")
+        .tempdir()?;
     let relay = LoopbackRelay::start(state.path(), "127.0.0.1:0", shutdown.clone())?;
     let emulator = LinkEmulator::start(relay.addr, link, 42, shutdown.clone()).await?;
     let started_us = unix_micros();
@@ -255,6 +276,18 @@ async fn run_classbox(
 
     let video = teacher_stats.totals(TrackKind::Video);
     let audio = teacher_stats.totals(TrackKind::Audio);
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let (sent, got) = (teacher_stats.totals(kind), classroom_stats.totals(kind));
+        tracing::info!(
+            track = kind.track_name(),
+            sent = sent.sent_frames,
+            received = got.received_frames,
+            skipped_groups = got.groups_skipped,
+            dropped = got.dropped,
+            decoded = got.decoded,
+            "bench run totals"
+        );
+    }
     let sent = video.sent_bytes + audio.sent_bytes;
     let run = RunData::from_receiver(started_us, duration, &classroom_stats, delivered, sent);
     Ok((figures(trace, &run), run))
@@ -298,8 +331,13 @@ async fn run_baseline(
     });
     let duration = Duration::from_secs(args.duration);
     let progress = Progress::new(format!("srt {name}"));
-    let delivered = observe(&stats, trace, started_us, duration, &progress, &shutdown, None).await;
-    let sent = baseline.sent_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let delivered = observe(
+        &stats, trace, started_us, duration, &progress, &shutdown, None,
+    )
+    .await;
+    let sent = baseline
+        .sent_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
     drop(baseline);
     shutdown.cancel();
     emulator.join().await;
@@ -315,7 +353,8 @@ fn print_table(results: &[TraceResult]) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
-        let rows = std::iter::once(("classbox", &r.classbox)).chain(r.srt_baseline.as_ref().map(|b| ("SRT baseline", b)));
+        let rows = std::iter::once(("classbox", &r.classbox))
+            .chain(r.srt_baseline.as_ref().map(|b| ("SRT baseline", b)));
         for (system, f) in rows {
             println!(
                 "| {} | {system} | {} / {} / {} | {:.0} ({:.0}) | {:.0}% | {:.1}% | {} | {} | {} | {} | {:.1} |",
@@ -342,4 +381,3 @@ fn print_table(results: &[TraceResult]) {
         results.first().map_or(0, |r| r.duration_s)
     );
 }
-

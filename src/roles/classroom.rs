@@ -15,7 +15,9 @@ use crate::{
         probe::Profile,
     },
     stats::{LessonStats, ReportState},
-    transport::{TEACHER_BROADCAST, catalog::Catalog, link::Link, report::ReportPublisher, subscribe},
+    transport::{
+        TEACHER_BROADCAST, catalog::Catalog, link::Link, report::ReportPublisher, subscribe,
+    },
     web::{PageInfo, WebServer, WebState},
 };
 
@@ -113,7 +115,12 @@ pub async fn run(
         };
         display = Some((catalog, current.clone()));
         tracing::info!("lesson started");
-        lesson = Some(tokio::spawn(play_lesson(broadcast, current, config.latency_budget(), stats.clone())));
+        lesson = Some(tokio::spawn(play_lesson(
+            broadcast,
+            current,
+            config.latency_budget(),
+            stats.clone(),
+        )));
     }
 
     if let Some(l) = lesson.take() {
@@ -135,11 +142,14 @@ async fn start_display(
     config: &Config,
     stats: &Arc<LessonStats>,
 ) -> anyhow::Result<Display> {
-    let audio = catalog.audio.clone().unwrap_or(crate::transport::catalog::AudioInfo {
-        codec: "opus".into(),
-        rate: 48_000,
-        channels: 1,
-    });
+    let audio = catalog
+        .audio
+        .clone()
+        .unwrap_or(crate::transport::catalog::AudioInfo {
+            codec: "opus".into(),
+            rate: 48_000,
+            channels: 1,
+        });
     Ok(Display::start(
         profile,
         &DisplaySettings {
@@ -181,7 +191,11 @@ async fn play_lesson(
 }
 
 /// Bind the page server for `config` (the caller prints or logs the URL).
-pub async fn bind_web(config: &Config, stats: Arc<LessonStats>, profile: &str) -> anyhow::Result<WebServer> {
+pub async fn bind_web(
+    config: &Config,
+    stats: Arc<LessonStats>,
+    profile: &str,
+) -> anyhow::Result<WebServer> {
     let addr: SocketAddr = config.classroom.web_listen.parse()?;
     let state = WebState {
         stats,

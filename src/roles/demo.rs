@@ -9,7 +9,9 @@ use super::loopback::LoopbackRelay;
 use crate::{auth::Role, cli::DemoArgs, config::DisplayMode, stats::LessonStats};
 
 pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let state = tempfile::Builder::new().prefix("classbox-demo-").tempdir()?;
+    let state = tempfile::Builder::new()
+        .prefix("classbox-demo-")
+        .tempdir()?;
     crate::media::init()?;
     let profile = crate::media::probe::choose("auto")?;
 
@@ -20,12 +22,18 @@ pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result
     let mut classroom = base(Role::Box);
     classroom.classroom.name = "Demo classroom".into();
     classroom.classroom.web_listen = args.web.clone();
-    classroom.classroom.display = if args.headless { DisplayMode::Headless } else { DisplayMode::Auto };
+    classroom.classroom.display = if args.headless {
+        DisplayMode::Headless
+    } else {
+        DisplayMode::Auto
+    };
     let teacher = base(Role::Teacher);
 
     let classroom_stats = Arc::new(LessonStats::default());
     let teacher_stats = Arc::new(LessonStats::default());
-    let web = match super::classroom::bind_web(&classroom, classroom_stats.clone(), &profile.name).await {
+    let web = match super::classroom::bind_web(&classroom, classroom_stats.clone(), &profile.name)
+        .await
+    {
         Ok(web) => web,
         Err(e) => {
             // The usual port may be taken; any free port will do for a demo.
@@ -35,7 +43,10 @@ pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result
         }
     };
     println!("classbox demo: relay on {relay_addr} (sha256:{fingerprint})");
-    println!("classbox demo: open http://{}/ to see the lesson status", web.local_addr()?);
+    println!(
+        "classbox demo: open http://{}/ to see the lesson status",
+        web.local_addr()?
+    );
     println!("classbox demo: press Ctrl-C to stop");
 
     if let Some(secs) = args.duration {
@@ -45,15 +56,26 @@ pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result
             stop.cancel();
         });
     }
-    let classroom_run = super::classroom::run(&classroom, classroom_stats.clone(), Some(web), shutdown.clone());
+    let classroom_run = super::classroom::run(
+        &classroom,
+        classroom_stats.clone(),
+        Some(web),
+        shutdown.clone(),
+    );
     let teacher_run = super::teacher::run(&teacher, teacher_stats.clone(), true, shutdown.clone());
     let (c, t) = tokio::join!(classroom_run, teacher_run);
     shutdown.cancel();
     let _ = relay.task.await;
 
-    let sent = teacher_stats.totals(crate::frame::TrackKind::Video).sent_frames;
-    let decoded = classroom_stats.totals(crate::frame::TrackKind::Video).decoded;
-    let audio = classroom_stats.totals(crate::frame::TrackKind::Audio).decoded;
+    let sent = teacher_stats
+        .totals(crate::frame::TrackKind::Video)
+        .sent_frames;
+    let decoded = classroom_stats
+        .totals(crate::frame::TrackKind::Video)
+        .decoded;
+    let audio = classroom_stats
+        .totals(crate::frame::TrackKind::Audio)
+        .decoded;
     match classroom_stats.latency_summary() {
         Some(l) => println!(
             "classbox demo: {decoded}/{sent} video frames decoded, {audio} audio packets decoded, \

@@ -29,7 +29,10 @@ enum RelayCheck {
     Unreachable { address: String, error: String },
 }
 
-pub async fn run(config: Result<Config, crate::config::ConfigError>, json: bool) -> anyhow::Result<bool> {
+pub async fn run(
+    config: Result<Config, crate::config::ConfigError>,
+    json: bool,
+) -> anyhow::Result<bool> {
     media::init()?;
     let (config_check, config) = match config {
         Ok(c) => (
@@ -49,7 +52,9 @@ pub async fn run(config: Result<Config, crate::config::ConfigError>, json: bool)
     };
     let media = media::probe::report(&config.media.profile);
     let relay = check_relay(&config).await;
-    let healthy = config_check.ok && media.profile.is_ok() && !matches!(relay, RelayCheck::Unreachable { .. });
+    let healthy = config_check.ok
+        && media.profile.is_ok()
+        && !matches!(relay, RelayCheck::Unreachable { .. });
     let report = Report {
         version: crate::cli::VERSION_LONG,
         media,
@@ -71,7 +76,12 @@ async fn check_relay(config: &Config) -> RelayCheck {
     let address = settings.relay.clone();
     let link = match Link::new(settings) {
         Ok(l) => l,
-        Err(e) => return RelayCheck::Unreachable { address, error: e.to_string() },
+        Err(e) => {
+            return RelayCheck::Unreachable {
+                address,
+                error: e.to_string(),
+            };
+        }
     };
     let origin = super::spawn_origin();
     match tokio::time::timeout(Duration::from_secs(8), link.probe(&origin)).await {
@@ -80,7 +90,10 @@ async fn check_relay(config: &Config) -> RelayCheck {
             connected.conn.close(0u32.into(), b"doctor done");
             RelayCheck::Reachable { address, rtt_ms }
         }
-        Ok(Err(e)) => RelayCheck::Unreachable { address, error: e.to_string() },
+        Ok(Err(e)) => RelayCheck::Unreachable {
+            address,
+            error: e.to_string(),
+        },
         Err(_) => RelayCheck::Unreachable {
             address,
             error: "no answer within 8 s".into(),
@@ -106,11 +119,19 @@ fn print_human(r: &Report) {
     }
     println!(
         "config: {}",
-        if r.config.ok { "ok".to_string() } else { format!("ERROR: {}", r.config.message) }
+        if r.config.ok {
+            "ok".to_string()
+        } else {
+            format!("ERROR: {}", r.config.message)
+        }
     );
     match &r.relay {
         RelayCheck::NotConfigured => println!("relay: not configured (link.relay)"),
-        RelayCheck::Reachable { address, rtt_ms } => println!("relay: {address} reachable, round trip {rtt_ms:.0} ms"),
-        RelayCheck::Unreachable { address, error } => println!("relay: {address} UNREACHABLE: {error}"),
+        RelayCheck::Reachable { address, rtt_ms } => {
+            println!("relay: {address} reachable, round trip {rtt_ms:.0} ms")
+        }
+        RelayCheck::Unreachable { address, error } => {
+            println!("relay: {address} UNREACHABLE: {error}")
+        }
     }
 }

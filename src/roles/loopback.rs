@@ -22,7 +22,11 @@ pub struct LoopbackRelay {
 impl LoopbackRelay {
     /// Start a relay keeping its certificate and key in `state_dir`, listening on
     /// `listen` (`127.0.0.1:0` for any free port), until `shutdown`.
-    pub fn start(state_dir: &Path, listen: &str, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub fn start(
+        state_dir: &Path,
+        listen: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let config = RelayConfig {
             listen: listen.into(),
             ..Default::default()

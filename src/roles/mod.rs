@@ -37,7 +37,10 @@ pub fn link_settings(config: &Config) -> Result<LinkSettings, ConfigError> {
 }
 
 /// Refuse, before connecting, a token that cannot do what `role` needs.
-pub fn check_token_role(settings: &LinkSettings, role: crate::auth::Role) -> Result<(), ConfigError> {
+pub fn check_token_role(
+    settings: &LinkSettings,
+    role: crate::auth::Role,
+) -> Result<(), ConfigError> {
     match &settings.token {
         Some(token) => crate::auth::check_role(token, role).map_err(|message| ConfigError::Key {
             key: "link.token".into(),

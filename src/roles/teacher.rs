@@ -43,7 +43,10 @@ pub async fn run(
 
     let t = &config.teacher;
     // Adaptive: the ladder decides the picture; fixed: the config does.
-    let mut rung = t.adaptive.then(|| ladder::rung_for(t.video_kbps, None)).flatten();
+    let mut rung = t
+        .adaptive
+        .then(|| ladder::rung_for(t.video_kbps, None))
+        .flatten();
     let (width, height, framerate) = match rung {
         Some(r) => (r.width, r.height, r.framerate),
         None => (t.width, t.height, t.framerate),
@@ -91,7 +94,12 @@ pub async fn run(
         reason: None,
     });
 
-    let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), stop_when_refused, shutdown.clone()));
+    let link_task = tokio::spawn(link.run(
+        origin.clone(),
+        stats.clone(),
+        stop_when_refused,
+        shutdown.clone(),
+    ));
     let mut publish_task = tokio::spawn({
         let stats = stats.clone();
         async move { publisher.run(frames_rx, &stats).await }
@@ -133,7 +141,9 @@ pub async fn run(
         if !t.adaptive {
             continue;
         }
-        let Some(target) = receivers.target_kbps() else { continue };
+        let Some(target) = receivers.target_kbps() else {
+            continue;
+        };
         if target == applied {
             continue;
         }

@@ -33,8 +33,8 @@ impl Catalog {
     pub const VERSION: u32 = 1;
 
     pub fn parse(bytes: &[u8]) -> Result<Self, super::TransportError> {
-        let catalog: Catalog =
-            serde_json::from_slice(bytes).map_err(|e| super::TransportError::Catalog(e.to_string()))?;
+        let catalog: Catalog = serde_json::from_slice(bytes)
+            .map_err(|e| super::TransportError::Catalog(e.to_string()))?;
         if catalog.version != Self::VERSION {
             return Err(super::TransportError::Catalog(format!(
                 "version {} (this classbox reads version {})",

@@ -14,22 +14,36 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     // Groups are streams: allow plenty in flight (audio opens ~50 per second).
     config.max_concurrent_uni_streams(1024u32.into());
     config.max_concurrent_bidi_streams(256u32.into());
-    // NOTE: quinn's Cubic. Its BBR was measured too (classbox bench, step trace): it
-    // kept a 1-2 s backlog after the bandwidth drop and caused more audio gaps.
+    // Latency-bounded, not loss-based: see congestion.rs. (quinn's Cubic filled the
+    // emulated school link's buffer, 1.7 s at 300 kbit/s; its BBR kept a 1-2 s backlog
+    // after a bandwidth drop. Both measured with classbox bench, step trace.)
+    config.congestion_controller_factory(Arc::new(
+        super::congestion::LatencyBoundedConfig::default(),
+    ));
     Arc::new(config)
 }
 
-pub fn server(addr: SocketAddr, identity: tls::Identity, alpns: &[&str]) -> Result<quinn::Endpoint, TransportError> {
+pub fn server(
+    addr: SocketAddr,
+    identity: tls::Identity,
+    alpns: &[&str],
+) -> Result<quinn::Endpoint, TransportError> {
     let crypto = tls::server_config(identity, alpns)?;
-    let crypto = QuicServerConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let crypto =
+        QuicServerConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport_config());
     Ok(quinn::Endpoint::server(config, addr)?)
 }
 
-pub fn client(trust: &tls::Trust, alpns: &[&str], bind: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
+pub fn client(
+    trust: &tls::Trust,
+    alpns: &[&str],
+    bind: SocketAddr,
+) -> Result<quinn::Endpoint, TransportError> {
     let crypto = tls::client_config(trust, alpns)?;
-    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let crypto =
+        QuicClientConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport_config());
     let mut endpoint = quinn::Endpoint::client(bind)?;

@@ -38,8 +38,13 @@ impl Link {
     pub fn new(settings: LinkSettings) -> Result<Self, TransportError> {
         let bind: SocketAddr = "[::]:0".parse().expect("valid");
         // Fall back to IPv4-only hosts (some boxes have IPv6 disabled).
-        let endpoint = endpoint::client(&settings.trust, CLIENT_ALPNS, bind)
-            .or_else(|_| endpoint::client(&settings.trust, CLIENT_ALPNS, "0.0.0.0:0".parse().expect("valid")))?;
+        let endpoint = endpoint::client(&settings.trust, CLIENT_ALPNS, bind).or_else(|_| {
+            endpoint::client(
+                &settings.trust,
+                CLIENT_ALPNS,
+                "0.0.0.0:0".parse().expect("valid"),
+            )
+        })?;
         Ok(Self { settings, endpoint })
     }
 
@@ -57,12 +62,13 @@ impl Link {
 
     /// Connect once: resolve, QUIC + TLS handshake, moq-lite SETUP.
     pub async fn connect(&self, origin: &origin::Producer) -> Result<Connected, TransportError> {
-        let (host, port) = crate::config::parse_host_port(&self.settings.relay).map_err(|reason| {
-            TransportError::Resolve {
-                addr: self.settings.relay.clone(),
-                reason,
-            }
-        })?;
+        let (host, port) =
+            crate::config::parse_host_port(&self.settings.relay).map_err(|reason| {
+                TransportError::Resolve {
+                    addr: self.settings.relay.clone(),
+                    reason,
+                }
+            })?;
         let addr = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| TransportError::Resolve {
@@ -86,7 +92,8 @@ impl Link {
             .with_origin(origin.clone())
             .with_path(self.setup_path());
         let now = tokio::time::Instant::now().into_std();
-        let result = tokio::time::timeout(Duration::from_secs(10), client.connect(now, transport)).await;
+        let result =
+            tokio::time::timeout(Duration::from_secs(10), client.connect(now, transport)).await;
         let (session, driver) = match result {
             Ok(Ok(pair)) => pair,
             // The relay closes the QUIC connection with a reason when it refuses us;
@@ -94,7 +101,9 @@ impl Link {
             Ok(Err(e)) => return Err(why_closed(&conn, e)),
             Err(_) => {
                 conn.close(close::PROTOCOL.into(), b"setup timed out");
-                return Err(TransportError::Connect("moq-lite setup timed out after 10 s".into()));
+                return Err(TransportError::Connect(
+                    "moq-lite setup timed out after 10 s".into(),
+                ));
             }
         };
         tokio::spawn(moq_net::time::run(driver));
@@ -136,7 +145,9 @@ impl Link {
                     let reason = self.serve(&connected, &stats, &shutdown).await;
                     if shutdown.is_cancelled() {
                         let _ = connected.session.close().await;
-                        connected.conn.close(close::SHUTDOWN.into(), b"shutting down");
+                        connected
+                            .conn
+                            .close(close::SHUTDOWN.into(), b"shutting down");
                         break;
                     }
                     tracing::warn!(relay = %self.settings.relay, %reason, "link to relay lost; reconnecting");
@@ -161,20 +172,28 @@ impl Link {
                 }
             }
             let wait = backoff.next_delay(rand::random::<f64>());
-            stats.reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .reconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
         stats.set_link(LinkState::Stopped);
-        self.endpoint.close(close::SHUTDOWN.into(), b"shutting down");
+        self.endpoint
+            .close(close::SHUTDOWN.into(), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
         Ok(())
     }
 
     /// While connected: publish path statistics once a second; return why it ended.
-    async fn serve(&self, connected: &Connected, stats: &LessonStats, shutdown: &CancellationToken) -> TransportError {
+    async fn serve(
+        &self,
+        connected: &Connected,
+        stats: &LessonStats,
+        shutdown: &CancellationToken,
+    ) -> TransportError {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let path = connected.conn.stats().path;
@@ -194,11 +213,14 @@ impl Link {
 
 fn connection_error(e: &quinn::ConnectionError) -> TransportError {
     match e {
-        quinn::ConnectionError::ApplicationClosed(close) if close.error_code == close::UNAUTHORIZED.into() => {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == close::UNAUTHORIZED.into() =>
+        {
             TransportError::Refused(String::from_utf8_lossy(&close.reason).into_owned())
         }
-        quinn::ConnectionError::TransportError(t) if t.to_string().contains("no_application_protocol")
-            || t.to_string().contains("fingerprint") =>
+        quinn::ConnectionError::TransportError(t)
+            if t.to_string().contains("no_application_protocol")
+                || t.to_string().contains("fingerprint") =>
         {
             TransportError::Tls(t.to_string())
         }
@@ -220,7 +242,9 @@ fn why_closed(conn: &quinn::Connection, err: moq_net::Error) -> TransportError {
 fn refusal_in_text(text: &str) -> Option<TransportError> {
     let marker = format!(" (code {})", close::UNAUTHORIZED);
     let end = text.find(&marker)?;
-    let start = text[..end].find("closed by peer: ").map(|i| i + "closed by peer: ".len())?;
+    let start = text[..end]
+        .find("closed by peer: ")
+        .map(|i| i + "closed by peer: ".len())?;
     Some(TransportError::Refused(text[start..end].to_string()))
 }
 
@@ -234,7 +258,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -257,9 +285,12 @@ mod tests {
 
     #[test]
     fn refusal_reason_is_recovered_from_text() {
-        let text = "transport: connection error: closed by peer: the token expired 3 s ago (code 1025)";
+        let text =
+            "transport: connection error: closed by peer: the token expired 3 s ago (code 1025)";
         match refusal_in_text(text) {
-            Some(TransportError::Refused(reason)) => assert_eq!(reason, "the token expired 3 s ago"),
+            Some(TransportError::Refused(reason)) => {
+                assert_eq!(reason, "the token expired 3 s ago")
+            }
             other => panic!("{other:?}"),
         }
         assert!(refusal_in_text("closed by peer: bye (code 0)").is_none());
@@ -273,7 +304,11 @@ mod tests {
         assert_eq!(waits[1], Duration::from_millis(500));
         assert_eq!(waits[5], Duration::from_secs(8));
         assert_eq!(waits[7], Duration::from_secs(10));
-        assert_eq!(b.next_delay(0.0), Duration::from_secs(5), "jitter halves at most");
+        assert_eq!(
+            b.next_delay(0.0),
+            Duration::from_secs(5),
+            "jitter halves at most"
+        );
         b.reset();
         assert_eq!(b.next_delay(1.0), Duration::from_millis(250));
     }

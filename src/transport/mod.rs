@@ -7,6 +7,7 @@
 //! Never imports GStreamer.
 
 pub mod catalog;
+pub mod congestion;
 pub mod endpoint;
 pub mod link;
 pub mod publish;
@@ -56,6 +57,9 @@ pub enum TransportError {
 impl TransportError {
     /// Whether trying again later can help. A refused token does not fix itself.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, TransportError::Refused(_) | TransportError::Tls(_) | TransportError::Catalog(_))
+        !matches!(
+            self,
+            TransportError::Refused(_) | TransportError::Tls(_) | TransportError::Catalog(_)
+        )
     }
 }

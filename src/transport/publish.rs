@@ -40,7 +40,11 @@ pub struct BroadcastPublisher {
 }
 
 impl BroadcastPublisher {
-    pub fn new(origin: &origin::Producer, name: &str, catalog: &Catalog) -> Result<Self, TransportError> {
+    pub fn new(
+        origin: &origin::Producer,
+        name: &str,
+        catalog: &Catalog,
+    ) -> Result<Self, TransportError> {
         let broadcast = origin.create_broadcast(name)?;
         // Groups are kept a few seconds for relays that re-serve them; a subscriber's
         // own budget decides what it still wants.
@@ -51,14 +55,21 @@ impl BroadcastPublisher {
         )?;
         let video = broadcast.create_track(
             TrackKind::Video.track_name(),
-            track::Info::default().with_priority(VIDEO_PRIORITY).with_max_age(keep),
+            track::Info::default()
+                .with_priority(VIDEO_PRIORITY)
+                .with_max_age(keep),
         )?;
         let audio = broadcast.create_track(
             TrackKind::Audio.track_name(),
-            track::Info::default().with_priority(AUDIO_PRIORITY).with_max_age(keep),
+            track::Info::default()
+                .with_priority(AUDIO_PRIORITY)
+                .with_max_age(keep),
         )?;
         let mut group = catalog_track.append_group()?;
-        group.write_frame(Timestamp::ZERO, serde_json::to_vec(catalog).expect("catalog serializes"))?;
+        group.write_frame(
+            Timestamp::ZERO,
+            serde_json::to_vec(catalog).expect("catalog serializes"),
+        )?;
         group.finish()?;
         // Announced once the tracks exist, so a subscriber acting on it finds them.
         broadcast.announce(Default::default())?;
@@ -116,7 +127,11 @@ impl BroadcastPublisher {
     }
 
     /// Pump frames from a capture stage until it ends.
-    pub async fn run(mut self, mut frames: mpsc::Receiver<Frame>, stats: &crate::stats::LessonStats) -> Result<(), TransportError> {
+    pub async fn run(
+        mut self,
+        mut frames: mpsc::Receiver<Frame>,
+        stats: &crate::stats::LessonStats,
+    ) -> Result<(), TransportError> {
         while let Some(frame) = frames.recv().await {
             self.send(&frame)?;
             stats.record_sent(&frame);

@@ -27,7 +27,8 @@ pub struct ReportPublisher {
 impl ReportPublisher {
     pub fn new(origin: &origin::Producer, box_id: &str) -> Result<Self, TransportError> {
         let broadcast = origin.create_broadcast(broadcast_name(box_id).as_str())?;
-        let track = broadcast.create_track(TRACK, track::Info::default().with_priority(PRIORITY))?;
+        let track =
+            broadcast.create_track(TRACK, track::Info::default().with_priority(PRIORITY))?;
         broadcast.announce(Default::default())?;
         Ok(Self {
             broadcast,
@@ -58,10 +59,14 @@ impl Drop for ReportPublisher {
 pub async fn watch_reports(origin: origin::Producer, out: mpsc::Sender<(String, ReceiverReport)>) {
     let consumer = origin.consume();
     let mut announced = consumer.announced();
-    let mut readers: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = Default::default();
+    let mut readers: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
+        Default::default();
     while let Some(update) = announced.next().await {
         let path = update.prefix.as_str().to_string();
-        let Some(box_id) = path.strip_prefix(&format!("{CLASSROOM_BROADCAST}/")).map(str::to_string) else {
+        let Some(box_id) = path
+            .strip_prefix(&format!("{CLASSROOM_BROADCAST}/"))
+            .map(str::to_string)
+        else {
             continue;
         };
         if let Some(old) = readers.remove(&box_id) {

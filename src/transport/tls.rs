@@ -44,9 +44,14 @@ impl Identity {
         use rustls::pki_types::pem::PemObject;
         let chain = CertificateDer::pem_file_iter(cert_path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| TransportError::Tls(format!("cannot read {}: {e}", cert_path.display())))?;
+            .map_err(|e| {
+                TransportError::Tls(format!("cannot read {}: {e}", cert_path.display()))
+            })?;
         if chain.is_empty() {
-            return Err(TransportError::Tls(format!("{} holds no certificate", cert_path.display())));
+            return Err(TransportError::Tls(format!(
+                "{} holds no certificate",
+                cert_path.display()
+            )));
         }
         let key = PrivateKeyDer::from_pem_file(key_path)
             .map_err(|e| TransportError::Tls(format!("cannot read {}: {e}", key_path.display())))?;
@@ -74,7 +79,10 @@ pub enum Trust {
     SystemRoots,
 }
 
-pub fn client_config(trust: &Trust, alpns: &[&str]) -> Result<rustls::ClientConfig, TransportError> {
+pub fn client_config(
+    trust: &Trust,
+    alpns: &[&str],
+) -> Result<rustls::ClientConfig, TransportError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Tls(e.to_string()))?;
@@ -104,7 +112,10 @@ pub fn client_config(trust: &Trust, alpns: &[&str]) -> Result<rustls::ClientConf
     Ok(config)
 }
 
-pub fn server_config(identity: Identity, alpns: &[&str]) -> Result<rustls::ServerConfig, TransportError> {
+pub fn server_config(
+    identity: Identity,
+    alpns: &[&str],
+) -> Result<rustls::ServerConfig, TransportError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Tls(e.to_string()))?
@@ -148,7 +159,12 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -157,10 +173,17 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -65,7 +65,12 @@ impl TestRelay {
 }
 
 /// Config for a client of some other relay (moq-relay in the interop test).
-pub fn client_config(relay: &str, fingerprint: Option<&str>, room: &str, token: Option<String>) -> Config {
+pub fn client_config(
+    relay: &str,
+    fingerprint: Option<&str>,
+    room: &str,
+    token: Option<String>,
+) -> Config {
     let mut c = Config::default();
     c.link.relay = Some(relay.into());
     c.link.fingerprint = fingerprint.map(str::to_string);
@@ -100,7 +105,11 @@ pub fn start_classroom(config: Config) -> Running {
         let (stats, shutdown) = (stats.clone(), shutdown.clone());
         async move { roles::classroom::run(&config, stats, None, shutdown).await }
     });
-    Running { stats, shutdown, task }
+    Running {
+        stats,
+        shutdown,
+        task,
+    }
 }
 
 pub fn start_teacher(config: Config) -> Running {
@@ -110,7 +119,11 @@ pub fn start_teacher(config: Config) -> Running {
         let (stats, shutdown) = (stats.clone(), shutdown.clone());
         async move { roles::teacher::run(&config, stats, false, shutdown).await }
     });
-    Running { stats, shutdown, task }
+    Running {
+        stats,
+        shutdown,
+        task,
+    }
 }
 
 /// Poll `cond` every 50 ms until it holds or `limit` passes; returns whether it held.

@@ -1,0 +1,439 @@
+//! A latency-bounded congestion controller for live media.
+//!
+//! Loss-based controllers (Cubic, NewReno) fill the bottleneck's queue until it
+//! overflows: on a school link with a 64 KiB buffer at 300 kbit/s that is 1.7 s of
+//! delay, and once a packet is in that queue nothing can take it back, not even
+//! audio. And random loss (radio, satellite) halves their window although nothing
+//! is congested.
+//!
+//! This controller keeps at most `rate x (min RTT + target)` in flight, where the
+//! rate is what the path delivered recently. The backlog then waits in our own send
+//! buffer, where moq-lite's priorities put audio first and stale groups are reset
+//! unsent, instead of in the modem. When the RTT rises `target` above its minimum
+//! the queue is building: the rate falls at once to what the path delivers now.
+//! Isolated losses are ignored; a persistent congestion (everything lost for a
+//! while) halves the rate.
+//!
+//! The core ([`RateWindow`]) is sans-IO and is tested on simulated time; the quinn
+//! [`Controller`](quinn::congestion::Controller) around it only feeds it.
+
+use std::{any::Any, collections::VecDeque, sync::Arc, time::Duration};
+
+use quinn::congestion::{Controller, ControllerFactory};
+use quinn_proto::RttEstimator;
+use std::time::Instant;
+
+/// Settings of the latency-bounded controller.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyBoundedConfig {
+    /// Queueing delay allowed at the bottleneck before the rate is cut.
+    pub queue_target: Duration,
+    /// Window before the first rate sample, in packets.
+    pub initial_packets: u64,
+}
+
+impl Default for LatencyBoundedConfig {
+    fn default() -> Self {
+        Self {
+            queue_target: Duration::from_millis(80),
+            initial_packets: 10,
+        }
+    }
+}
+
+/// The sans-IO core: delivery-rate samples in, a window out.
+#[derive(Debug, Clone)]
+pub struct RateWindow {
+    config: LatencyBoundedConfig,
+    mtu: u64,
+    min_rtt: Option<Duration>,
+    /// Freshest RTT of the current ack batch (now - sent of the newest packet acked).
+    batch_rtt: Option<Duration>,
+    interval_start: Option<Instant>,
+    interval_bytes: u64,
+    interval_app_limited: bool,
+    /// Delivery-rate samples (bytes per second) inside the max-filter window.
+    samples: VecDeque<(Instant, f64)>,
+    window: u64,
+}
+
+impl RateWindow {
+    pub fn new(config: LatencyBoundedConfig, mtu: u16) -> Self {
+        let mtu = u64::from(mtu);
+        Self {
+            window: config.initial_packets * mtu,
+            config,
+            mtu,
+            min_rtt: None,
+            batch_rtt: None,
+            interval_start: None,
+            interval_bytes: 0,
+            interval_app_limited: false,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Bytes that may be in flight.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The delivery rate the window is built on, in bits per second.
+    pub fn rate_bps(&self) -> Option<f64> {
+        self.estimate().map(|r| r * 8.0)
+    }
+
+    fn estimate(&self) -> Option<f64> {
+        self.samples.iter().map(|&(_, r)| r).reduce(f64::max)
+    }
+
+    fn min_window(&self) -> u64 {
+        4 * self.mtu
+    }
+
+    /// One packet of `bytes`, sent at `sent`, was acknowledged at `now`.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        min_rtt: Duration,
+    ) {
+        self.min_rtt = Some(self.min_rtt.map_or(min_rtt, |m| m.min(min_rtt)));
+        let rtt = now.saturating_duration_since(sent);
+        self.batch_rtt = Some(self.batch_rtt.map_or(rtt, |r| r.min(rtt)));
+        self.interval_start.get_or_insert(now);
+        self.interval_bytes += bytes;
+        self.interval_app_limited |= app_limited;
+    }
+
+    /// The end of an ack batch: take a rate sample when an interval is complete.
+    pub fn on_end_acks(&mut self, now: Instant) {
+        let (Some(start), Some(min_rtt)) = (self.interval_start, self.min_rtt) else {
+            return;
+        };
+        let latest_rtt = self.batch_rtt.take().unwrap_or(min_rtt);
+        let interval = min_rtt.clamp(Duration::from_millis(20), Duration::from_millis(250));
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < interval {
+            return;
+        }
+        let rate = self.interval_bytes as f64 / elapsed.as_secs_f64();
+        let queue_building = latest_rtt > min_rtt + self.config.queue_target;
+        if queue_building {
+            // The bottleneck is full: what it delivers now is its rate.
+            self.samples.clear();
+            self.samples.push_back((now, rate));
+        } else if !(self.interval_app_limited && self.estimate().is_some_and(|e| rate < e)) {
+            // A sample from an idle sender says nothing about the path unless it is higher.
+            self.samples.push_back((now, rate));
+        }
+        // The max filter remembers about ten round trips (0.5 to 2 s).
+        let keep = (min_rtt * 10).clamp(Duration::from_millis(500), Duration::from_secs(2));
+        while self.samples.len() > 1
+            && self
+                .samples
+                .front()
+                .is_some_and(|&(t, _)| now.saturating_duration_since(t) > keep)
+        {
+            self.samples.pop_front();
+        }
+        self.interval_start = Some(now);
+        self.interval_bytes = 0;
+        self.interval_app_limited = false;
+        self.update_window(min_rtt);
+    }
+
+    /// Everything sent for a while was lost (an outage or a collapse): halve the rate.
+    pub fn on_persistent_congestion(&mut self) {
+        for (_, rate) in self.samples.iter_mut() {
+            *rate /= 2.0;
+        }
+        if let Some(min_rtt) = self.min_rtt {
+            self.update_window(min_rtt);
+        }
+    }
+
+    fn update_window(&mut self, min_rtt: Duration) {
+        let Some(rate) = self.estimate() else { return };
+        // Half the target as standing queue: enough to keep the link busy and to see a
+        // rise (1 + target / 2 RTT per round trip), well under the cut threshold.
+        let horizon = min_rtt + self.config.queue_target / 2;
+        self.window = ((rate * horizon.as_secs_f64()) as u64).max(self.min_window());
+    }
+
+    pub fn on_mtu_update(&mut self, mtu: u16) {
+        self.mtu = u64::from(mtu);
+        self.window = self.window.max(self.min_window());
+    }
+}
+
+/// The quinn side of [`RateWindow`].
+#[derive(Debug, Clone)]
+pub struct LatencyBounded {
+    core: RateWindow,
+    initial: u64,
+}
+
+impl Controller for LatencyBounded {
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        rtt: &RttEstimator,
+    ) {
+        self.core.on_ack(now, sent, bytes, app_limited, rtt.min());
+    }
+
+    fn on_end_acks(
+        &mut self,
+        now: Instant,
+        _in_flight: u64,
+        _app_limited: bool,
+        _largest: Option<u64>,
+    ) {
+        self.core.on_end_acks(now);
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        _now: Instant,
+        _sent: Instant,
+        persistent: bool,
+        _lost_bytes: u64,
+    ) {
+        if persistent {
+            self.core.on_persistent_congestion();
+        }
+    }
+
+    fn on_mtu_update(&mut self, new_mtu: u16) {
+        self.core.on_mtu_update(new_mtu);
+    }
+
+    fn window(&self) -> u64 {
+        self.core.window()
+    }
+
+    fn metrics(&self) -> quinn::congestion::ControllerMetrics {
+        let mut metrics = quinn::congestion::ControllerMetrics::default();
+        metrics.congestion_window = self.window();
+        metrics.pacing_rate = self.core.rate_bps().map(|r| r as u64);
+        metrics
+    }
+
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
+    fn initial_window(&self) -> u64 {
+        self.initial
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+impl ControllerFactory for LatencyBoundedConfig {
+    fn build(self: Arc<Self>, _now: Instant, current_mtu: u16) -> Box<dyn Controller> {
+        let core = RateWindow::new(*self, current_mtu);
+        Box::new(LatencyBounded {
+            initial: core.window(),
+            core,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MTU: u16 = 1200;
+
+    /// A bottleneck of `rate` bytes/s with one-way `delay` and an unbounded FIFO,
+    /// fed by a sender that always has data (or `app_rate` bytes/s at most), on
+    /// simulated time in 1 ms steps. Returns the queueing delay seen at the end.
+    struct Path {
+        rate: f64,
+        delay: Duration,
+        /// Packets in the bottleneck: time each leaves it, send time.
+        queue: VecDeque<(Instant, Instant)>,
+        /// Acks on their way back: arrival time, send time.
+        acks: VecDeque<(Instant, Instant)>,
+        free_at: Instant,
+        in_flight: u64,
+        max_queue_delay: Duration,
+    }
+
+    impl Path {
+        fn new(start: Instant, rate_bps: f64, rtt: Duration) -> Self {
+            Self {
+                rate: rate_bps / 8.0,
+                delay: rtt / 2,
+                queue: VecDeque::new(),
+                acks: VecDeque::new(),
+                free_at: start,
+                in_flight: 0,
+                max_queue_delay: Duration::ZERO,
+            }
+        }
+
+        /// Run for `duration`; `app_rate` (bytes/s) limits the sender when set.
+        fn run(
+            &mut self,
+            cc: &mut RateWindow,
+            now: &mut Instant,
+            duration: Duration,
+            app_rate: Option<f64>,
+        ) {
+            let end = *now + duration;
+            let mut budget = 0.0f64;
+            let mut tokens = 0.0f64;
+            let service = Duration::from_secs_f64(f64::from(MTU) / self.rate);
+            while *now < end {
+                *now += Duration::from_millis(1);
+                budget += app_rate.map_or(f64::INFINITY, |r| r / 1000.0);
+                let app_limited = budget < f64::from(MTU);
+                // Acks that arrived.
+                let mut acked = false;
+                while self.acks.front().is_some_and(|&(at, _)| at <= *now) {
+                    let (_, sent) = self.acks.pop_front().unwrap();
+                    self.in_flight -= u64::from(MTU);
+                    let min_rtt = self.delay * 2;
+                    cc.on_ack(*now, sent, u64::from(MTU), app_limited, min_rtt);
+                    acked = true;
+                }
+                if acked {
+                    cc.on_end_acks(*now);
+                }
+                // Packets leaving the bottleneck.
+                while self.queue.front().is_some_and(|&(at, _)| at <= *now) {
+                    let (at, sent) = self.queue.pop_front().unwrap();
+                    self.acks.push_back((at + self.delay, sent));
+                }
+                // Pace as quinn does: 1.25 x window per RTT, bursts of up to 10 packets.
+                let pace = cc.window() as f64 * 1.25 / (self.delay * 2).as_secs_f64() / 1000.0;
+                tokens = (tokens + pace).min(10.0 * f64::from(MTU));
+                // Send what the window, the pacer and the application allow.
+                while self.in_flight + u64::from(MTU) <= cc.window()
+                    && budget >= f64::from(MTU)
+                    && tokens >= f64::from(MTU)
+                {
+                    budget -= f64::from(MTU);
+                    tokens -= f64::from(MTU);
+                    let arrive = *now + self.delay;
+                    let start = self.free_at.max(arrive);
+                    self.max_queue_delay = self.max_queue_delay.max(start - arrive);
+                    self.free_at = start + service;
+                    self.queue.push_back((self.free_at, *now));
+                    self.in_flight += u64::from(MTU);
+                }
+                if budget.is_infinite() {
+                    budget = 0.0;
+                } else {
+                    budget = budget.min(64_000.0);
+                }
+            }
+        }
+
+        fn queue_delay(&self, now: Instant) -> Duration {
+            self.free_at.saturating_duration_since(now + self.delay)
+        }
+    }
+
+    fn rate_kbps(cc: &RateWindow) -> f64 {
+        cc.rate_bps().unwrap_or(0.0) / 1000.0
+    }
+
+    #[test]
+    fn fills_the_link_and_keeps_the_queue_near_half_the_target() {
+        let mut now = Instant::now();
+        let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
+        let mut path = Path::new(now, 2_000_000.0, Duration::from_millis(80));
+        path.run(&mut cc, &mut now, Duration::from_secs(5), None);
+        let rate = rate_kbps(&cc);
+        assert!(
+            (1800.0..=2600.0).contains(&rate),
+            "rate {rate} kbit/s on a 2000 kbit/s link"
+        );
+        let queue = path.queue_delay(now);
+        assert!(
+            queue <= Duration::from_millis(80),
+            "standing queue {queue:?}"
+        );
+    }
+
+    #[test]
+    fn a_bandwidth_drop_cuts_the_window_before_the_queue_grows_long() {
+        let mut now = Instant::now();
+        let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
+        let mut path = Path::new(now, 2_000_000.0, Duration::from_millis(80));
+        path.run(&mut cc, &mut now, Duration::from_secs(5), None);
+        path.rate = 300_000.0 / 8.0;
+        path.max_queue_delay = Duration::ZERO;
+        path.run(&mut cc, &mut now, Duration::from_secs(3), None);
+        // Whatever was in flight at 2 Mbit/s drains through a 300 kbit/s link (about
+        // 0.6 s); after that the queue is bounded again.
+        assert!(
+            path.max_queue_delay < Duration::from_millis(1000),
+            "peak {:?}",
+            path.max_queue_delay
+        );
+        assert!(
+            path.queue_delay(now) <= Duration::from_millis(120),
+            "queue {:?}",
+            path.queue_delay(now)
+        );
+        let rate = rate_kbps(&cc);
+        assert!(
+            (250.0..=450.0).contains(&rate),
+            "rate {rate} kbit/s after a drop to 300"
+        );
+    }
+
+    #[test]
+    fn a_bandwidth_rise_is_found_within_seconds() {
+        let mut now = Instant::now();
+        let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
+        let mut path = Path::new(now, 300_000.0, Duration::from_millis(80));
+        path.run(&mut cc, &mut now, Duration::from_secs(5), None);
+        path.rate = 2_000_000.0 / 8.0;
+        path.run(&mut cc, &mut now, Duration::from_secs(3), None);
+        let rate = rate_kbps(&cc);
+        assert!(
+            rate >= 1600.0,
+            "rate {rate} kbit/s 3 s after a rise to 2000"
+        );
+    }
+
+    #[test]
+    fn an_application_limited_sender_keeps_its_estimate() {
+        let mut now = Instant::now();
+        let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
+        let mut path = Path::new(now, 2_000_000.0, Duration::from_millis(80));
+        path.run(&mut cc, &mut now, Duration::from_secs(5), None);
+        let before = rate_kbps(&cc);
+        // Audio only for a while: 40 kbit/s.
+        path.run(&mut cc, &mut now, Duration::from_secs(1), Some(5_000.0));
+        let after = rate_kbps(&cc);
+        assert!(
+            after >= before * 0.8,
+            "estimate fell from {before} to {after} while idle"
+        );
+    }
+
+    #[test]
+    fn persistent_congestion_halves_the_rate() {
+        let mut now = Instant::now();
+        let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
+        let mut path = Path::new(now, 1_000_000.0, Duration::from_millis(80));
+        path.run(&mut cc, &mut now, Duration::from_secs(5), None);
+        let before = cc.window();
+        cc.on_persistent_congestion();
+        assert!(cc.window() <= before / 2 + 1 && cc.window() >= cc.min_window());
+    }
+}
