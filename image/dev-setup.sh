@@ -3,7 +3,8 @@
 # any time; it only installs what is missing.
 #
 #   image/dev-setup.sh          build + run dependencies (GStreamer, a Rust toolchain)
-#   image/dev-setup.sh --test   the same, plus what the test suite needs (moq-relay)
+#   image/dev-setup.sh --test   the same, plus what the test suite needs (moq-relay,
+#                               Node.js and the test LRS)
 set -euo pipefail
 
 want_test=0
@@ -62,6 +63,22 @@ if [ "$want_test" = 1 ]; then
     say "building moq-relay 0.17.10 (first time only; several minutes)"
     # Not --locked: one locked crate version is missing from the registry.
     cargo install moq-relay --version 0.17.10 --no-default-features --features noq
+  fi
+
+  # A real LRS for the LMS outbox tests (Learning Locker's xapi-statements, pinned by
+  # package-lock.json). Node.js from Debian if the machine has none.
+  if ! command -v npm >/dev/null 2>&1; then
+    say "installing Node.js and npm"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  lrs_dir="$(dirname "$0")/lrs"
+  if [ -f "$lrs_dir/node_modules/xapi-statements/dist/server.js" ]; then
+    say "test LRS present"
+  else
+    say "installing the test LRS (npm ci in image/lrs)"
+    # --ignore-scripts: none of its install scripts is needed to serve statements.
+    (cd "$lrs_dir" && npm ci --no-audit --no-fund --ignore-scripts)
   fi
 fi
 say "done"

@@ -52,12 +52,68 @@ pub enum Command {
     Demo(DemoArgs),
     /// What this machine has (GStreamer, codecs, sinks), what will be used, and why.
     Doctor(DoctorArgs),
-    /// Latency and adaptive-bitrate benchmark over emulated links, beside an SRT baseline.
+    /// Latency and adaptive-bitrate benchmark over emulated links, beside an SRT baseline
+    /// (`classbox bench TRACE...`), or the LMS outbox benchmark (`classbox bench outbox`).
     Bench(BenchArgs),
+    /// The LMS outbox: what is queued, delivered, dead-lettered; retry; sync now.
+    Outbox(OutboxArgs),
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct OutboxArgs {
+    #[command(subcommand)]
+    pub action: OutboxAction,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum OutboxAction {
+    /// Queue lengths and the last delivery.
+    Status,
+    /// Records in one state (pending, delivered or dead), newest first.
+    List {
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead-lettered record back in the queue.
+    Retry { record_id: String },
+    /// Queue events from a file of JSON lines (one event per line; `-` for stdin).
+    Enqueue { file: PathBuf },
+    /// Deliver to the configured LMS until stopped (what the classroom daemon runs).
+    Sync,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutboxBenchArgs {
+    /// Records to enqueue.
+    #[arg(long, default_value_t = 20_000)]
+    pub records: usize,
+    /// Enqueues in flight at once (as from many page requests).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// An xAPI LRS (its xAPI base URL) to drain to; without it only enqueues are measured.
+    #[arg(long, value_name = "URL")]
+    pub lrs: Option<String>,
+    /// Records drained to the LRS (and sent to it directly, for comparison).
+    #[arg(long, default_value_t = 500)]
+    pub drain: usize,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchMode {
+    /// Durable enqueues per second, and drain rate to an LRS against the LRS's own rate.
+    Outbox(OutboxBenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub mode: Option<BenchMode>,
     /// Bandwidth traces in Mahimahi format (one line per 1500-byte opportunity, in ms).
     #[arg(required = true, value_name = "TRACE")]
     pub traces: Vec<PathBuf>,
@@ -234,7 +290,7 @@ impl Cli {
                     ));
                 }
             }
-            Command::Demo(_) | Command::Doctor(_) | Command::Bench(_) => {}
+            Command::Demo(_) | Command::Doctor(_) | Command::Bench(_) | Command::Outbox(_) => {}
         }
         Ok(out)
     }

@@ -7,6 +7,7 @@
 //!                                                              |
 //! classroom: subscribe (transport) -> Frame -> decode (media) -> display + speakers
 //!            LessonStats -> web page (web)
+//!            page / lesson events -> outbox (lms, SQLite) -> sync worker -> xAPI / Canvas / Moodle
 //! ```
 //!
 //! `media` (GStreamer) and `transport` (quinn) never import each other: they meet
@@ -14,11 +15,13 @@
 
 pub mod abr;
 pub mod auth;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod frame;
+pub mod lms;
 pub mod media;
 pub mod relay;
 pub mod roles;

@@ -91,7 +91,11 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<Ex
             None => roles::relay::run(&config, shutdown).await?,
         },
         Command::Demo(args) => roles::demo::run(args, shutdown).await?,
-        Command::Bench(args) => roles::bench::run(args, shutdown).await?,
+        Command::Bench(args) => match &args.mode {
+            Some(classbox::cli::BenchMode::Outbox(outbox)) => roles::outbox::bench(outbox).await?,
+            None => roles::bench::run(args, shutdown).await?,
+        },
+        Command::Outbox(args) => roles::outbox::run(&config, &args.action, shutdown).await?,
         Command::Doctor(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -71,6 +71,52 @@ pub async fn run(
         }
     }));
 
+    // The LMS outbox and its sync worker, which yields to the lesson.
+    let outbox = super::outbox::open(config).await?;
+    let (load_tx, load) = tokio::sync::watch::channel(crate::lms::LessonLoad::default());
+    let (link_up_tx, link_up) = tokio::sync::watch::channel(false);
+    tasks.push(tokio::spawn({
+        let (stats, shutdown) = (stats.clone(), shutdown.clone());
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let now = stats.latest();
+                let up = matches!(now.link, crate::stats::LinkState::Connected { .. });
+                link_up_tx.send_if_modified(|v| std::mem::replace(v, up) != up);
+                // NOTE: the uplink is not measured yet (the return feed will measure
+                // it); until then the worker uses lms.fallback_uplink_kbps.
+                let live = up && now.video_kbps > 0.0;
+                load_tx.send_if_modified(|l| std::mem::replace(&mut l.live, live) != live);
+            }
+        }
+    }));
+    if let Some(worker) = super::outbox::worker(config, &outbox, load)? {
+        let shutdown = shutdown.clone();
+        let worker = worker.wake_on_link(link_up);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = worker.run(shutdown).await {
+                tracing::error!(error = %e, "LMS sync stopped");
+            }
+        }));
+    }
+    let lms_target = crate::lms::Target::parse(&config.lms.target);
+    let record_lesson = |event: crate::lms::LessonEvent| {
+        let (outbox, room) = (outbox.clone(), config.link.room.clone());
+        async move {
+            let Some(target) = lms_target else { return };
+            let event = crate::lms::Event::Lesson { lesson: room, event, teacher: None };
+            if target.accepts(&event).is_ok()
+                && let Err(e) = outbox.enqueue(target, event, None, Vec::new()).await
+            {
+                tracing::warn!(error = %e, "lesson event not queued for the LMS");
+            }
+        }
+    };
+
     // Watch for the teacher's broadcast; each time it appears (first start, teacher
     // reconnect, relay restart) subscribe afresh. The display outlives lessons.
     let consumer = origin.consume();
@@ -93,6 +139,7 @@ pub async fn run(
         }
         if !update.kind.is_active() {
             tracing::info!("teacher went offline; waiting");
+            record_lesson(crate::lms::LessonEvent::Left).await;
             continue;
         }
         let broadcast = match consumer.request_broadcast(TEACHER_BROADCAST).await {
@@ -115,6 +162,7 @@ pub async fn run(
         };
         display = Some((catalog, current.clone()));
         tracing::info!("lesson started");
+        record_lesson(crate::lms::LessonEvent::Joined).await;
         lesson = Some(tokio::spawn(play_lesson(
             broadcast,
             current,

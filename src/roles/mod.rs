@@ -6,6 +6,7 @@ pub mod classroom;
 pub mod demo;
 pub mod doctor;
 pub mod loopback;
+pub mod outbox;
 pub mod relay;
 pub mod teacher;
 

@@ -3,8 +3,9 @@
 //! Schools sit behind NAT, so boxes (and teachers) always dial out. In: relay address,
 //! trust, room and token, and a local moq origin to publish from and subscribe into.
 //! Out: a live moq-lite session, its state in [`LessonStats`], and reconnects after any
-//! link loss without operator action. The backoff is sans-IO ([`Backoff`]).
+//! link loss without operator action. The backoff is sans-IO ([`crate::backoff`]).
 
+use crate::backoff::Backoff;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use moq_net::origin;
@@ -248,37 +249,6 @@ fn refusal_in_text(text: &str) -> Option<TransportError> {
     Some(TransportError::Refused(text[start..end].to_string()))
 }
 
-/// Exponential backoff with jitter, as a pure function of the attempt count.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The next wait. `jitter` in [0, 1) spreads boxes that lost the same relay at
-    /// once, so they do not all come back in the same instant.
-    pub fn next_delay(&mut self, jitter: f64) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
-        self.attempt = self.attempt.saturating_add(1);
-        let capped = exp.min(self.max);
-        capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,22 +264,5 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(refusal_in_text("closed by peer: bye (code 0)").is_none());
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-        let waits: Vec<_> = (0..8).map(|_| b.next_delay(1.0)).collect();
-        assert_eq!(waits[0], Duration::from_millis(250));
-        assert_eq!(waits[1], Duration::from_millis(500));
-        assert_eq!(waits[5], Duration::from_secs(8));
-        assert_eq!(waits[7], Duration::from_secs(10));
-        assert_eq!(
-            b.next_delay(0.0),
-            Duration::from_secs(5),
-            "jitter halves at most"
-        );
-        b.reset();
-        assert_eq!(b.next_delay(1.0), Duration::from_millis(250));
     }
 }

@@ -17,6 +17,25 @@ use classbox::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod lms;
+
+/// Poll an async condition until it holds; panics after `limit` (a hang guard, not a
+/// timing assertion).
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
 pub fn init() {
     let _ = tracing_subscriber_init();
     classbox::media::init().expect("GStreamer initialises");
