@@ -22,7 +22,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -48,13 +52,25 @@ mod tests {
         assert_eq!(waits[1], Duration::from_millis(500));
         assert_eq!(waits[5], Duration::from_secs(8));
         assert_eq!(waits[7], Duration::from_secs(10));
-        assert_eq!(b.next_delay(0.0), Duration::from_secs(5), "jitter halves at most");
+        assert_eq!(
+            b.next_delay(0.0),
+            Duration::from_secs(5),
+            "jitter halves at most"
+        );
         b.reset();
         assert_eq!(b.next_delay(1.0), Duration::from_millis(250));
     }
 
     #[test]
     fn huge_attempt_counts_do_not_overflow() {
-        assert_eq!(delay(Duration::from_secs(1), Duration::from_secs(600), u32::MAX, 1.0), Duration::from_secs(600));
+        assert_eq!(
+            delay(
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+                u32::MAX,
+                1.0
+            ),
+            Duration::from_secs(600)
+        );
     }
 }

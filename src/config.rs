@@ -253,23 +253,28 @@ impl LmsConfig {
             return Ok(secret.trim().to_string());
         }
         match &self.secret_file {
-            Some(path) => std::fs::read_to_string(path).map(|t| t.trim().to_string()).map_err(|e| ConfigError::Key {
-                key: "lms.secret_file".into(),
-                origin: "config".into(),
-                message: format!("cannot read {}: {e}", path.display()),
-            }),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| ConfigError::Key {
+                    key: "lms.secret_file".into(),
+                    origin: "config".into(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                }),
             None => Ok(String::new()),
         }
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if !["none", "xapi", "canvas", "moodle"].contains(&self.target.as_str()) {
-            return Err(("lms.target", format!("{:?} is not one of none, xapi, canvas, moodle", self.target)));
+            return Err((
+                "lms.target",
+                format!("{:?} is not one of none, xapi, canvas, moodle", self.target),
+            ));
         }
         if !(0.0..=100.0).contains(&self.lesson_share_percent) {
             return Err(("lms.lesson_share_percent", "must be from 0 to 100".into()));
         }
-        if !(self.fallback_uplink_kbps > 0.0) {
+        if self.fallback_uplink_kbps.is_nan() || self.fallback_uplink_kbps <= 0.0 {
             return Err(("lms.fallback_uplink_kbps", "must be above 0".into()));
         }
         if self.keep_delivered_days == 0 {
@@ -278,21 +283,37 @@ impl LmsConfig {
         if self.target == "none" {
             return Ok(());
         }
-        let url = self.url.as_deref().ok_or(("lms.url", format!("is needed for lms.target = {:?}", self.target)))?;
-        let parsed = reqwest::Url::parse(url).map_err(|e| ("lms.url", format!("{url:?} is not a URL: {e}")))?;
+        let url = self.url.as_deref().ok_or((
+            "lms.url",
+            format!("is needed for lms.target = {:?}", self.target),
+        ))?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ("lms.url", format!("{url:?} is not a URL: {e}")))?;
         if !["http", "https"].contains(&parsed.scheme()) {
-            return Err(("lms.url", "must start with https:// (or http:// on a school network)".into()));
+            return Err((
+                "lms.url",
+                "must start with https:// (or http:// on a school network)".into(),
+            ));
         }
         if self.secret.is_none() && self.secret_file.is_none() {
-            return Err(("lms.secret", "set lms.secret or lms.secret_file (the LMS credentials)".into()));
+            return Err((
+                "lms.secret",
+                "set lms.secret or lms.secret_file (the LMS credentials)".into(),
+            ));
         }
         match self.target.as_str() {
-            "xapi" if self.username.is_empty() => Err(("lms.username", "the LRS key is needed for xAPI".into())),
-            "canvas" if self.course_id.is_empty() => Err(("lms.course_id", "the Canvas course id is needed".into())),
-            "moodle" if !self.moodle_status_ids.is_empty() && self.moodle_status_ids.len() != 4 => Err((
-                "lms.moodle_status_ids",
-                "four ids: present, absent, late, excused".into(),
-            )),
+            "xapi" if self.username.is_empty() => {
+                Err(("lms.username", "the LRS key is needed for xAPI".into()))
+            }
+            "canvas" if self.course_id.is_empty() => {
+                Err(("lms.course_id", "the Canvas course id is needed".into()))
+            }
+            "moodle" if !self.moodle_status_ids.is_empty() && self.moodle_status_ids.len() != 4 => {
+                Err((
+                    "lms.moodle_status_ids",
+                    "four ids: present, absent, late, excused".into(),
+                ))
+            }
             _ => Ok(()),
         }
     }

@@ -29,7 +29,8 @@ use axum::{
     routing::{get, post},
 };
 use classbox::lms::{
-    AttendanceStatus, Event, LessonLoad, LmsClient, Outbox, RecordState, Student, SyncWorker, Target, WorkerSettings,
+    AttendanceStatus, Event, LessonLoad, LmsClient, Outbox, RecordState, Student, SyncWorker,
+    Target, WorkerSettings,
     canvas::{CanvasClient, CanvasSettings},
     moodle::{MoodleClient, MoodleSettings},
     outbox::{AttachmentContent, NewAttachment},
@@ -65,14 +66,26 @@ async fn serve(app: Router) -> std::net::SocketAddr {
 }
 
 fn student(id: &str) -> Student {
-    Student { id: id.into(), name: None }
+    Student {
+        id: id.into(),
+        name: None,
+    }
 }
 
-async fn run_until(outbox: &Outbox, client: LmsClient, what: &str, done: impl Fn(classbox::lms::QueueCounts) -> bool) {
+async fn run_until(
+    outbox: &Outbox,
+    client: LmsClient,
+    what: &str,
+    done: impl Fn(classbox::lms::QueueCounts) -> bool,
+) {
     let (_load_tx, load) = watch::channel(LessonLoad::default());
     let stop = CancellationToken::new();
-    let task = tokio::spawn(SyncWorker::new(outbox.clone(), client, fast(), load).run(stop.clone()));
-    eventually(Duration::from_secs(30), what, || async { done(outbox.counts().await.unwrap()) }).await;
+    let task =
+        tokio::spawn(SyncWorker::new(outbox.clone(), client, fast(), load).run(stop.clone()));
+    eventually(Duration::from_secs(30), what, || async {
+        done(outbox.counts().await.unwrap())
+    })
+    .await;
     stop.cancel();
     task.await.unwrap().unwrap();
 }
@@ -93,15 +106,24 @@ struct Canvas {
 type Shared = Arc<Mutex<Canvas>>;
 
 fn authorized(headers: &HeaderMap) -> bool {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some("Bearer canvas-token")
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some("Bearer canvas-token")
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({"errors": [{"message": "Invalid access token."}]}))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"errors": [{"message": "Invalid access token."}]})),
+    )
+        .into_response()
 }
 
 fn canvas_app(state: Shared) -> Router {
-    let roster: Vec<Value> = (1..=5).map(|i| json!({"id": i, "name": format!("Student {i}")})).collect();
+    let roster: Vec<Value> = (1..=5)
+        .map(|i| json!({"id": i, "name": format!("Student {i}")}))
+        .collect();
     Router::new()
         .route(
             "/api/v1/users/self",
@@ -258,7 +280,10 @@ async fn canvas_grades_set_submissions_append_once_and_rate_limits_wait() {
         student: student("3"),
         text: Some("<p>My essay</p>".into()),
     };
-    let text_id = outbox.enqueue(Target::Canvas, text, None, vec![]).await.unwrap();
+    let text_id = outbox
+        .enqueue(Target::Canvas, text, None, vec![])
+        .await
+        .unwrap();
     let scan = Event::Submission {
         assignment: "worksheet".into(),
         student: student("4"),
@@ -269,19 +294,28 @@ async fn canvas_grades_set_submissions_append_once_and_rate_limits_wait() {
         content_type: "application/pdf".into(),
         content: AttachmentContent::Bytes(vec![7u8; 100_000].into()),
     };
-    outbox.enqueue(Target::Canvas, scan, None, vec![page]).await.unwrap();
+    outbox
+        .enqueue(Target::Canvas, scan, None, vec![page])
+        .await
+        .unwrap();
     let grade = Event::Grade {
         assignment: "essay".into(),
         student: student("3"),
         grade: "B+".into(),
     };
-    outbox.enqueue(Target::Canvas, grade, None, vec![]).await.unwrap();
+    outbox
+        .enqueue(Target::Canvas, grade, None, vec![])
+        .await
+        .unwrap();
     let locked = Event::Submission {
         assignment: "closed".into(),
         student: student("5"),
         text: Some("late".into()),
     };
-    let locked_id = outbox.enqueue(Target::Canvas, locked, None, vec![]).await.unwrap();
+    let locked_id = outbox
+        .enqueue(Target::Canvas, locked, None, vec![])
+        .await
+        .unwrap();
     // Attendance has no Canvas API: refused at the door, nothing queued.
     let attendance = Event::Attendance {
         lesson: "l".into(),
@@ -289,20 +323,46 @@ async fn canvas_grades_set_submissions_append_once_and_rate_limits_wait() {
         status: AttendanceStatus::Present,
         session_id: None,
     };
-    let refused = outbox.enqueue(Target::Canvas, attendance, None, vec![]).await.unwrap_err();
-    assert!(refused.to_string().contains("Canvas has no API for attendance"), "{refused}");
+    let refused = outbox
+        .enqueue(Target::Canvas, attendance, None, vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("Canvas has no API for attendance"),
+        "{refused}"
+    );
 
-    run_until(&outbox, LmsClient::Canvas(client), "3 delivered, 1 dead", |c| c.delivered == 3 && c.dead == 1).await;
+    run_until(
+        &outbox,
+        LmsClient::Canvas(client),
+        "3 delivered, 1 dead",
+        |c| c.delivered == 3 && c.dead == 1,
+    )
+    .await;
 
     let key = outbox.get(&text_id).await.unwrap().idempotency_key;
     let dead = outbox.get(&locked_id).await.unwrap();
-    assert!(dead.last_error.unwrap().contains("this assignment is locked"));
+    assert!(
+        dead.last_error
+            .unwrap()
+            .contains("this assignment is locked")
+    );
     let s = state.lock().unwrap();
     let essays = &s.submissions[&("essay".to_string(), "3".to_string())];
-    assert_eq!(essays.len(), 1, "the lost answer was followed by a look, not a second submission");
+    assert_eq!(
+        essays.len(),
+        1,
+        "the lost answer was followed by a look, not a second submission"
+    );
     assert_eq!(essays[0]["body"], "<p>My essay</p>");
     assert!(essays[0]["comment"].as_str().unwrap().contains(&key));
-    assert_eq!(s.grades[&("essay".to_string(), "3".to_string())], "B+", "graded after the rate limit passed");
+    assert_eq!(
+        s.grades[&("essay".to_string(), "3".to_string())],
+        "B+",
+        "graded after the rate limit passed"
+    );
     let sheets = &s.submissions[&("worksheet".to_string(), "4".to_string())];
     assert_eq!(sheets[0]["type"], "online_upload");
     assert_eq!(sheets[0]["file_ids"], json!(["100"]));
@@ -370,7 +430,10 @@ async fn moodle_attendance_grades_and_submissions_reach_their_functions() {
         status_ids: [11, 12, 13, 14],
     };
     let http = classbox::lms::http_client(Duration::from_secs(10));
-    let wrong = MoodleClient::new(http.clone(), settings("nope")).check().await.unwrap_err();
+    let wrong = MoodleClient::new(http.clone(), settings("nope"))
+        .check()
+        .await
+        .unwrap_err();
     assert!(wrong.to_string().contains("invalidtoken"), "{wrong}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -381,13 +444,19 @@ async fn moodle_attendance_grades_and_submissions_reach_their_functions() {
         status: AttendanceStatus::Late,
         session_id: Some(901),
     };
-    outbox.enqueue(Target::Moodle, late, None, vec![]).await.unwrap();
+    outbox
+        .enqueue(Target::Moodle, late, None, vec![])
+        .await
+        .unwrap();
     let grade = Event::Grade {
         assignment: "7".into(),
         student: student("31"),
         grade: "17.5".into(),
     };
-    outbox.enqueue(Target::Moodle, grade, None, vec![]).await.unwrap();
+    outbox
+        .enqueue(Target::Moodle, grade, None, vec![])
+        .await
+        .unwrap();
     let work = Event::Submission {
         assignment: "8".into(),
         student: student("31"),
@@ -398,46 +467,84 @@ async fn moodle_attendance_grades_and_submissions_reach_their_functions() {
         content_type: "image/jpeg".into(),
         content: AttachmentContent::Bytes(vec![1u8; 5_000].into()),
     };
-    outbox.enqueue(Target::Moodle, work, None, vec![photo]).await.unwrap();
+    outbox
+        .enqueue(Target::Moodle, work, None, vec![photo])
+        .await
+        .unwrap();
     let bad = Event::Grade {
         assignment: "999".into(),
         student: student("32"),
         grade: "3".into(),
     };
-    let bad_id = outbox.enqueue(Target::Moodle, bad, None, vec![]).await.unwrap();
+    let bad_id = outbox
+        .enqueue(Target::Moodle, bad, None, vec![])
+        .await
+        .unwrap();
     for (refused, why) in [
         (
-            Event::Grade { assignment: "7".into(), student: student("31"), grade: "A".into() },
+            Event::Grade {
+                assignment: "7".into(),
+                student: student("31"),
+                grade: "A".into(),
+            },
             "Moodle grades are numbers",
         ),
         (
-            Event::Attendance { lesson: "l".into(), student: student("31"), status: AttendanceStatus::Present, session_id: None },
+            Event::Attendance {
+                lesson: "l".into(),
+                student: student("31"),
+                status: AttendanceStatus::Present,
+                session_id: None,
+            },
             "session_id",
         ),
     ] {
-        let err = outbox.enqueue(Target::Moodle, refused, None, vec![]).await.unwrap_err();
+        let err = outbox
+            .enqueue(Target::Moodle, refused, None, vec![])
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(why), "{err}");
     }
 
-    run_until(&outbox, LmsClient::Moodle(MoodleClient::new(http, settings("moodle-token"))), "3 delivered, 1 dead", |c| {
-        c.delivered == 3 && c.dead == 1
-    })
+    run_until(
+        &outbox,
+        LmsClient::Moodle(MoodleClient::new(http, settings("moodle-token"))),
+        "3 delivered, 1 dead",
+        |c| c.delivered == 3 && c.dead == 1,
+    )
     .await;
 
     let dead = outbox.get(&bad_id).await.unwrap();
     assert_eq!(dead.state, RecordState::Dead);
     assert!(dead.last_error.unwrap().contains("invalidparameter"));
     let s = state.lock().unwrap();
-    let call = |name: &str| s.calls.iter().find(|(f, _)| f == name).map(|(_, p)| p.clone()).unwrap();
+    let call = |name: &str| {
+        s.calls
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, p)| p.clone())
+            .unwrap()
+    };
     let att = call("mod_attendance_update_user_status");
     assert_eq!(field(&att, "sessionid"), Some("901"));
     assert_eq!(field(&att, "studentid"), Some("31"));
-    assert_eq!(field(&att, "statusid"), Some("13"), "late is the third status id");
+    assert_eq!(
+        field(&att, "statusid"),
+        Some("13"),
+        "late is the third status id"
+    );
     assert_eq!(field(&att, "takenbyid"), Some("2"));
     let g = call("mod_assign_save_grade");
-    assert_eq!((field(&g, "assignmentid"), field(&g, "grade")), (Some("7"), Some("17.5")));
+    assert_eq!(
+        (field(&g, "assignmentid"), field(&g, "grade")),
+        (Some("7"), Some("17.5"))
+    );
     let sub = call("mod_assign_save_submission");
     assert_eq!(field(&sub, "plugindata[files_filemanager]"), Some("5550"));
-    assert!(field(&sub, "plugindata[onlinetext_editor][text]").unwrap().starts_with("a &lt; b"));
+    assert!(
+        field(&sub, "plugindata[onlinetext_editor][text]")
+            .unwrap()
+            .starts_with("a &lt; b")
+    );
     assert_eq!(s.drafts[&5550].len(), 1);
 }

@@ -6,14 +6,14 @@ mod common;
 use std::{collections::BTreeMap, time::Duration};
 
 use classbox::lms::{
-    AttendanceStatus, Event, LessonEvent, LessonLoad, LmsClient, Outbox, RecordState, Student, SyncWorker, Target,
-    WorkerSettings,
+    AttendanceStatus, Event, LessonEvent, LessonLoad, LmsClient, Outbox, RecordState, Student,
+    SyncWorker, Target, WorkerSettings,
     outbox::{AttachmentContent, NewAttachment},
     xapi::{XapiClient, XapiSettings},
 };
 use common::{
-    lms::{Fault, FaultProxy, Lrs},
     eventually,
+    lms::{Fault, FaultProxy, Lrs},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +83,8 @@ fn spawn(worker: SyncWorker) -> Running {
 }
 
 fn ext(statement: &serde_json::Value, name: &str) -> serde_json::Value {
-    statement["context"]["extensions"][format!("https://w3id.org/xapi/classbox/extensions/{name}")].clone()
+    statement["context"]["extensions"][format!("https://w3id.org/xapi/classbox/extensions/{name}")]
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,8 +98,15 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
     // Recorded while the LMS is unreachable: three changes of mind per student.
     let mut expected = 0;
     for s in ["s1", "s2", "s3", "s4", "s5"] {
-        for status in [AttendanceStatus::Absent, AttendanceStatus::Late, AttendanceStatus::Present] {
-            outbox.enqueue(Target::Xapi, attendance(s, status), None, vec![]).await.unwrap();
+        for status in [
+            AttendanceStatus::Absent,
+            AttendanceStatus::Late,
+            AttendanceStatus::Present,
+        ] {
+            outbox
+                .enqueue(Target::Xapi, attendance(s, status), None, vec![])
+                .await
+                .unwrap();
             expected += 1;
         }
     }
@@ -108,7 +116,10 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
             event,
             teacher: Some("Ms Okafor".into()),
         };
-        outbox.enqueue(Target::Xapi, lesson, None, vec![]).await.unwrap();
+        outbox
+            .enqueue(Target::Xapi, lesson, None, vec![])
+            .await
+            .unwrap();
         expected += 1;
     }
     let grade = Event::Grade {
@@ -116,7 +127,10 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
         student: student("s1"),
         grade: "8.5".into(),
     };
-    outbox.enqueue(Target::Xapi, grade, None, vec![]).await.unwrap();
+    outbox
+        .enqueue(Target::Xapi, grade, None, vec![])
+        .await
+        .unwrap();
     let work = Event::Submission {
         assignment: "essay-2".into(),
         student: student("s2"),
@@ -127,7 +141,10 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
         content_type: "image/jpeg".into(),
         content: AttachmentContent::Bytes(vec![0xAB; 200_000].into()),
     };
-    outbox.enqueue(Target::Xapi, work, None, vec![photo]).await.unwrap();
+    outbox
+        .enqueue(Target::Xapi, work, None, vec![photo])
+        .await
+        .unwrap();
     expected += 2;
 
     let (_load_tx, load) = watch::channel(LessonLoad::default());
@@ -135,9 +152,16 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
     let status = worker.status();
     let running = spawn(worker);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(outbox.counts().await.unwrap().delivered, 0, "nothing can be delivered while the LMS is down");
+    assert_eq!(
+        outbox.counts().await.unwrap().delivered,
+        0,
+        "nothing can be delivered while the LMS is down"
+    );
     let waiting = outbox.due(i64::MAX, 100).await.unwrap();
-    assert!(waiting.iter().all(|r| r.attempts == 0), "an unreachable LMS spends no attempts");
+    assert!(
+        waiting.iter().all(|r| r.attempts == 0),
+        "an unreachable LMS spends no attempts"
+    );
     assert!(!status.lock().unwrap().reachable);
 
     // The LMS comes back, with a bad patch: errors, throttling, an answer lost after the
@@ -148,21 +172,39 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
     proxy.push(Fault::Status(503, None, "maintenance"));
     proxy.push(Fault::LoseResponse);
     proxy.set_up(true);
-    eventually(Duration::from_secs(60), "every record delivered", || async { outbox.counts().await.unwrap().delivered == expected }).await;
+    eventually(
+        Duration::from_secs(60),
+        "every record delivered",
+        || async { outbox.counts().await.unwrap().delivered == expected },
+    )
+    .await;
     running.stop().await;
 
     let statements = lrs.statements().await;
-    let mut ids: Vec<&str> = statements.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = statements
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(statements.len(), expected as usize, "one statement per record");
+    assert_eq!(
+        statements.len(),
+        expected as usize,
+        "one statement per record"
+    );
     assert_eq!(ids.len(), expected as usize, "no statement twice");
 
     // Per-entity order: each student's attendance was stored in the order recorded.
     let mut by_student: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
-    for s in statements.iter().filter(|s| s["verb"]["id"].as_str().unwrap().contains("attended") || s["verb"]["id"].as_str().unwrap().contains("absent")) {
+    for s in statements.iter().filter(|s| {
+        s["verb"]["id"].as_str().unwrap().contains("attended")
+            || s["verb"]["id"].as_str().unwrap().contains("absent")
+    }) {
         let name = s["actor"]["account"]["name"].as_str().unwrap().to_string();
-        by_student.entry(name).or_default().push((s["stored"].as_str().unwrap().to_string(), ext(s, "local-sequence").as_i64().unwrap()));
+        by_student.entry(name).or_default().push((
+            s["stored"].as_str().unwrap().to_string(),
+            ext(s, "local-sequence").as_i64().unwrap(),
+        ));
     }
     for (student, mut list) in by_student {
         list.sort();
@@ -171,7 +213,10 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
         sorted.sort();
         assert_eq!(seqs, sorted, "{student}'s records arrived out of order");
     }
-    let submitted = statements.iter().find(|s| s["verb"]["id"].as_str().unwrap().ends_with("/submit")).unwrap();
+    let submitted = statements
+        .iter()
+        .find(|s| s["verb"]["id"].as_str().unwrap().ends_with("/submit"))
+        .unwrap();
     assert_eq!(submitted["attachments"][0]["length"], 200_000);
     assert_eq!(submitted["result"]["response"], "My essay");
     assert!(statements.iter().all(|s| s["timestamp"].is_string()));
@@ -201,11 +246,32 @@ async fn a_poisoned_record_is_dead_lettered_with_the_servers_message_and_blocks_
     assert!(put.status().is_success());
 
     let poisoned = outbox
-        .enqueue(Target::Xapi, attendance("s1", AttendanceStatus::Present), Some(key.into()), vec![])
+        .enqueue(
+            Target::Xapi,
+            attendance("s1", AttendanceStatus::Present),
+            Some(key.into()),
+            vec![],
+        )
         .await
         .unwrap();
-    let after = outbox.enqueue(Target::Xapi, attendance("s1", AttendanceStatus::Late), None, vec![]).await.unwrap();
-    let other = outbox.enqueue(Target::Xapi, attendance("s2", AttendanceStatus::Present), None, vec![]).await.unwrap();
+    let after = outbox
+        .enqueue(
+            Target::Xapi,
+            attendance("s1", AttendanceStatus::Late),
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let other = outbox
+        .enqueue(
+            Target::Xapi,
+            attendance("s2", AttendanceStatus::Present),
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
     // A corrupt attachment (the file changed on disk) is dead-lettered, not sent.
     let work = Event::Submission {
         assignment: "a1".into(),
@@ -217,12 +283,22 @@ async fn a_poisoned_record_is_dead_lettered_with_the_servers_message_and_blocks_
         content_type: "application/pdf".into(),
         content: AttachmentContent::Bytes(bytes::Bytes::from_static(b"%PDF-1.4 real work")),
     };
-    let corrupt = outbox.enqueue(Target::Xapi, work, None, vec![file]).await.unwrap();
-    let stored = outbox.get(&corrupt).await.unwrap().attachments[0].path.clone();
+    let corrupt = outbox
+        .enqueue(Target::Xapi, work, None, vec![file])
+        .await
+        .unwrap();
+    let stored = outbox.get(&corrupt).await.unwrap().attachments[0]
+        .path
+        .clone();
     std::fs::write(&stored, b"%PDF-1.4 bit rot!!").unwrap();
 
     let (_load_tx, load) = watch::channel(LessonLoad::default());
-    let running = spawn(SyncWorker::new(outbox.clone(), client(&lrs.xapi_url()), fast(), load));
+    let running = spawn(SyncWorker::new(
+        outbox.clone(),
+        client(&lrs.xapi_url()),
+        fast(),
+        load,
+    ));
     eventually(Duration::from_secs(30), "2 delivered, 2 dead", || async {
         let c = outbox.counts().await.unwrap();
         c.delivered == 2 && c.dead == 2
@@ -233,19 +309,40 @@ async fn a_poisoned_record_is_dead_lettered_with_the_servers_message_and_blocks_
     let dead = outbox.get(&poisoned).await.unwrap();
     assert_eq!(dead.state, RecordState::Dead);
     let message = dead.last_error.unwrap();
-    assert!(message.contains("409") && message.contains("different statement"), "{message}");
-    assert_eq!(outbox.get(&after).await.unwrap().state, RecordState::Delivered, "a dead record does not block its entity");
-    assert_eq!(outbox.get(&other).await.unwrap().state, RecordState::Delivered);
+    assert!(
+        message.contains("409") && message.contains("different statement"),
+        "{message}"
+    );
+    assert_eq!(
+        outbox.get(&after).await.unwrap().state,
+        RecordState::Delivered,
+        "a dead record does not block its entity"
+    );
+    assert_eq!(
+        outbox.get(&other).await.unwrap().state,
+        RecordState::Delivered
+    );
     let rot = outbox.get(&corrupt).await.unwrap();
     assert_eq!(rot.state, RecordState::Dead);
     assert!(rot.last_error.unwrap().contains("corrupt"));
     let statements = lrs.statements().await;
-    assert_eq!(statements.len(), 3, "the foreign statement and the two good records, nothing else");
-    assert!(!statements.iter().any(|s| s["verb"]["id"].as_str().unwrap().ends_with("/submit")));
+    assert_eq!(
+        statements.len(),
+        3,
+        "the foreign statement and the two good records, nothing else"
+    );
+    assert!(
+        !statements
+            .iter()
+            .any(|s| s["verb"]["id"].as_str().unwrap().ends_with("/submit"))
+    );
 
     // Staff press retry: it goes back in the queue (and fails the same way).
     outbox.retry(&poisoned).await.unwrap();
-    assert_eq!(outbox.get(&poisoned).await.unwrap().state, RecordState::Pending);
+    assert_eq!(
+        outbox.get(&poisoned).await.unwrap().state,
+        RecordState::Pending
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,17 +359,37 @@ async fn retry_after_is_honoured_and_a_live_lesson_with_no_share_pauses_the_sync
         lesson_share: 0.0,
         ..fast()
     };
-    let running = spawn(SyncWorker::new(outbox.clone(), client(&proxy.url("xAPI/")), settings, load));
-    let id = outbox.enqueue(Target::Xapi, attendance("s1", AttendanceStatus::Present), None, vec![]).await.unwrap();
+    let running = spawn(SyncWorker::new(
+        outbox.clone(),
+        client(&proxy.url("xAPI/")),
+        settings,
+        load,
+    ));
+    let id = outbox
+        .enqueue(
+            Target::Xapi,
+            attendance("s1", AttendanceStatus::Present),
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(outbox.get(&id).await.unwrap().state, RecordState::Pending, "paused while the lesson is live");
+    assert_eq!(
+        outbox.get(&id).await.unwrap().state,
+        RecordState::Pending,
+        "paused while the lesson is live"
+    );
     assert_eq!(outbox.get(&id).await.unwrap().attempts, 0);
 
     // The lesson ends; the LMS answers 429 with Retry-After: 30.
     let before = classbox::frame::unix_micros() as i64 / 1000;
     proxy.push(Fault::Status(429, Some(30), "Too Many Requests"));
     load_tx.send_replace(LessonLoad::default());
-    eventually(Duration::from_secs(10), "one attempt", || async { outbox.get(&id).await.unwrap().attempts == 1 }).await;
+    eventually(Duration::from_secs(10), "one attempt", || async {
+        outbox.get(&id).await.unwrap().attempts == 1
+    })
+    .await;
     let record = outbox.get(&id).await.unwrap();
     assert!(record.last_error.as_deref().unwrap().contains("429"));
     assert!(

@@ -49,14 +49,23 @@ impl CanvasClient {
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        self.settings.base.join(path).expect("relative Canvas path joins")
+        self.settings
+            .base
+            .join(path)
+            .expect("relative Canvas path joins")
     }
 
     fn course(&self, rest: &str) -> reqwest::Url {
-        self.url(&format!("api/v1/courses/{}/{rest}", self.settings.course_id))
+        self.url(&format!(
+            "api/v1/courses/{}/{rest}",
+            self.settings.course_id
+        ))
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, DeliveryError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, DeliveryError> {
         let response = request
             .bearer_auth(&self.settings.token)
             .send()
@@ -66,7 +75,9 @@ impl CanvasClient {
     }
 
     pub async fn check(&self) -> Result<(), DeliveryError> {
-        self.send(self.http.get(self.url("api/v1/users/self"))).await.map(drop)
+        self.send(self.http.get(self.url("api/v1/users/self")))
+            .await
+            .map(drop)
     }
 
     /// The course's students, following `Link: <...>; rel="next"` page by page.
@@ -81,10 +92,9 @@ impl CanvasClient {
         while let Some(url) = next.take() {
             let response = self.send(self.http.get(url.clone())).await?;
             next = next_link(response.headers()).and_then(|n| url.join(&n).ok());
-            let page: Vec<User> = response
-                .json()
-                .await
-                .map_err(|e| DeliveryError::Permanent(format!("unexpected roster page from Canvas: {e}")))?;
+            let page: Vec<User> = response.json().await.map_err(|e| {
+                DeliveryError::Permanent(format!("unexpected roster page from Canvas: {e}"))
+            })?;
             students.extend(page.into_iter().map(|u| Student {
                 id: match u.id {
                     Value::String(s) => s,
@@ -96,28 +106,53 @@ impl CanvasClient {
         Ok(students)
     }
 
-    pub async fn deliver(&self, record: &OutboxRecord, throttle: &Throttle) -> Result<(), DeliveryError> {
+    pub async fn deliver(
+        &self,
+        record: &OutboxRecord,
+        throttle: &Throttle,
+    ) -> Result<(), DeliveryError> {
         match &record.event {
-            Event::Grade { assignment, student, grade } => {
+            Event::Grade {
+                assignment,
+                student,
+                grade,
+            } => {
                 let form = [("submission[posted_grade]", grade.as_str())];
                 throttle.take(128).await;
-                let url = self.course(&format!("assignments/{assignment}/submissions/{}", student.id));
+                let url = self.course(&format!(
+                    "assignments/{assignment}/submissions/{}",
+                    student.id
+                ));
                 self.send(self.http.put(url).form(&form)).await.map(drop)
             }
-            Event::Submission { assignment, student, text } => {
+            Event::Submission {
+                assignment,
+                student,
+                text,
+            } => {
                 let marker = marker(&record.idempotency_key);
-                if self.already_submitted(assignment, &student.id, &marker).await? {
+                if self
+                    .already_submitted(assignment, &student.id, &marker)
+                    .await?
+                {
                     tracing::info!(record = %record.record_id, "Canvas already has this submission");
                     return Ok(());
                 }
                 let mut file_ids = Vec::new();
                 for a in &record.attachments {
                     let data = a.read_verified().await.map_err(DeliveryError::Permanent)?;
-                    file_ids.push(self.upload(assignment, &student.id, a, data, throttle).await?);
+                    file_ids.push(
+                        self.upload(assignment, &student.id, a, data, throttle)
+                            .await?,
+                    );
                 }
-                let mut form: Vec<(String, String)> = vec![("submission[user_id]".into(), student.id.clone())];
+                let mut form: Vec<(String, String)> =
+                    vec![("submission[user_id]".into(), student.id.clone())];
                 if file_ids.is_empty() {
-                    form.push(("submission[submission_type]".into(), "online_text_entry".into()));
+                    form.push((
+                        "submission[submission_type]".into(),
+                        "online_text_entry".into(),
+                    ));
                     form.push(("submission[body]".into(), text.clone().unwrap_or_default()));
                 } else {
                     form.push(("submission[submission_type]".into(), "online_upload".into()));
@@ -126,14 +161,22 @@ impl CanvasClient {
                     }
                 }
                 let note = match text {
-                    Some(t) if !form.iter().any(|(k, _)| k == "submission[body]") => format!("{t}\n\n{marker}"),
+                    Some(t) if !form.iter().any(|(k, _)| k == "submission[body]") => {
+                        format!("{t}\n\n{marker}")
+                    }
                     _ => format!("Handed in in the classroom. {marker}"),
                 };
                 form.push(("comment[text_comment]".into(), note));
-                throttle.take(form.iter().map(|(k, v)| k.len() + v.len()).sum()).await;
-                self.send(self.http.post(self.course(&format!("assignments/{assignment}/submissions"))).form(&form))
-                    .await
-                    .map(drop)
+                throttle
+                    .take(form.iter().map(|(k, v)| k.len() + v.len()).sum())
+                    .await;
+                self.send(
+                    self.http
+                        .post(self.course(&format!("assignments/{assignment}/submissions")))
+                        .form(&form),
+                )
+                .await
+                .map(drop)
             }
             Event::Attendance { .. } | Event::Lesson { .. } => Err(DeliveryError::Permanent(
                 "Canvas has no REST API for attendance or lesson events".into(),
@@ -142,8 +185,15 @@ impl CanvasClient {
     }
 
     /// Look before appending: does the student's submission carry our marker already?
-    async fn already_submitted(&self, assignment: &str, user: &str, marker: &str) -> Result<bool, DeliveryError> {
-        let url = self.course(&format!("assignments/{assignment}/submissions/{user}?include[]=submission_comments"));
+    async fn already_submitted(
+        &self,
+        assignment: &str,
+        user: &str,
+        marker: &str,
+    ) -> Result<bool, DeliveryError> {
+        let url = self.course(&format!(
+            "assignments/{assignment}/submissions/{user}?include[]=submission_comments"
+        ));
         let submission: Value = self
             .send(self.http.get(url))
             .await?
@@ -153,8 +203,13 @@ impl CanvasClient {
                 reason: format!("unreadable submission from Canvas: {e}"),
                 after: None,
             })?;
-        let comments = submission["submission_comments"].as_array().cloned().unwrap_or_default();
-        Ok(comments.iter().any(|c| c["comment"].as_str().is_some_and(|t| t.contains(marker))))
+        let comments = submission["submission_comments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(comments
+            .iter()
+            .any(|c| c["comment"].as_str().is_some_and(|t| t.contains(marker))))
     }
 
     /// Canvas's two-step file upload; returns the file id.
@@ -166,7 +221,9 @@ impl CanvasClient {
         data: bytes::Bytes,
         throttle: &Throttle,
     ) -> Result<String, DeliveryError> {
-        let url = self.course(&format!("assignments/{assignment}/submissions/{user}/files"));
+        let url = self.course(&format!(
+            "assignments/{assignment}/submissions/{user}/files"
+        ));
         let form = [
             ("name", attachment.file_name.clone()),
             ("size", attachment.size.to_string()),
@@ -181,11 +238,10 @@ impl CanvasClient {
                 reason: format!("unexpected upload ticket from Canvas: {e}"),
                 after: None,
             })?;
-        let upload_url = self
-            .settings
-            .base
-            .join(&ticket.upload_url)
-            .map_err(|e| DeliveryError::Permanent(format!("bad upload_url from Canvas: {e}")))?;
+        let upload_url =
+            self.settings.base.join(&ticket.upload_url).map_err(|e| {
+                DeliveryError::Permanent(format!("bad upload_url from Canvas: {e}"))
+            })?;
         let mut multipart = reqwest::multipart::Form::new();
         for (k, v) in ticket.upload_params {
             let v = match v {
@@ -194,10 +250,11 @@ impl CanvasClient {
             };
             multipart = multipart.text(k, v);
         }
-        let part = reqwest::multipart::Part::stream_with_length(throttle.body(data), attachment.size)
-            .file_name(attachment.file_name.clone())
-            .mime_str(&attachment.content_type)
-            .map_err(|e| DeliveryError::Permanent(format!("bad content type: {e}")))?;
+        let part =
+            reqwest::multipart::Part::stream_with_length(throttle.body(data), attachment.size)
+                .file_name(attachment.file_name.clone())
+                .mime_str(&attachment.content_type)
+                .map_err(|e| DeliveryError::Permanent(format!("bad content type: {e}")))?;
         multipart = multipart.part("file", part);
         // The upload URL may be another host (a file store): no bearer token there.
         let response = self
@@ -274,7 +331,12 @@ pub fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
             let mut parts = link.split(';');
             let url = parts.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
             parts
-                .any(|p| matches!(p.trim().replace(' ', "").as_str(), "rel=\"next\"" | "rel=next"))
+                .any(|p| {
+                    matches!(
+                        p.trim().replace(' ', "").as_str(),
+                        "rel=\"next\"" | "rel=next"
+                    )
+                })
                 .then(|| url.to_string())
         })
 }
@@ -292,8 +354,14 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(next_link(&h).as_deref(), Some("https://x/api/v1/courses/1/users?page=2"));
-        h.insert(reqwest::header::LINK, r#"<https://x/a?page=9>; rel="last""#.parse().unwrap());
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://x/api/v1/courses/1/users?page=2")
+        );
+        h.insert(
+            reqwest::header::LINK,
+            r#"<https://x/a?page=9>; rel="last""#.parse().unwrap(),
+        );
         assert_eq!(next_link(&h), None);
     }
 }

@@ -45,17 +45,31 @@ impl Target {
 
     /// Refuse, before queueing, what this LMS has no API for (it could never be sent).
     pub fn accepts(self, event: &Event) -> Result<(), InvalidEvent> {
-        let refuse = |message: &str| Err(InvalidEvent::Field { field: "kind", message: message.into() });
+        let refuse = |message: &str| {
+            Err(InvalidEvent::Field {
+                field: "kind",
+                message: message.into(),
+            })
+        };
         match (self, event) {
             (Target::Xapi, _) => Ok(()),
             (Target::Canvas, Event::Attendance { .. } | Event::Lesson { .. }) => {
                 refuse("Canvas has no API for attendance or lesson events (they stay on the box)")
             }
-            (Target::Moodle, Event::Lesson { .. }) => refuse("Moodle has no web service for lesson events"),
-            (Target::Moodle, Event::Attendance { session_id: None, .. }) => {
+            (Target::Moodle, Event::Lesson { .. }) => {
+                refuse("Moodle has no web service for lesson events")
+            }
+            (
+                Target::Moodle,
+                Event::Attendance {
+                    session_id: None, ..
+                },
+            ) => {
                 refuse("Moodle attendance needs the session_id of the lesson's attendance session")
             }
-            (Target::Moodle, Event::Grade { grade, .. }) if grade.trim().parse::<f64>().is_err() => {
+            (Target::Moodle, Event::Grade { grade, .. })
+                if grade.trim().parse::<f64>().is_err() =>
+            {
                 refuse("Moodle grades are numbers")
             }
             _ => Ok(()),
@@ -139,7 +153,10 @@ pub enum Event {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InvalidEvent {
     #[error("{field}: {message}")]
-    Field { field: &'static str, message: String },
+    Field {
+        field: &'static str,
+        message: String,
+    },
     #[error("not a classroom event: {0}")]
     Shape(String),
 }
@@ -147,7 +164,8 @@ pub enum InvalidEvent {
 impl Event {
     /// Parse the JSON the page sends, with a message that names what is wrong.
     pub fn from_json(text: &str) -> Result<Self, InvalidEvent> {
-        let event: Event = serde_json::from_str(text).map_err(|e| InvalidEvent::Shape(e.to_string()))?;
+        let event: Event =
+            serde_json::from_str(text).map_err(|e| InvalidEvent::Shape(e.to_string()))?;
         event.validate()?;
         Ok(event)
     }
@@ -165,9 +183,20 @@ impl Event {
     /// A student's submission and grade share one, so the grade never lands first.
     pub fn entity(&self) -> String {
         match self {
-            Event::Attendance { lesson, student, .. } => format!("attendance/{lesson}/{}", student.id),
+            Event::Attendance {
+                lesson, student, ..
+            } => format!("attendance/{lesson}/{}", student.id),
             Event::Lesson { lesson, .. } => format!("lesson/{lesson}"),
-            Event::Submission { assignment, student, .. } | Event::Grade { assignment, student, .. } => {
+            Event::Submission {
+                assignment,
+                student,
+                ..
+            }
+            | Event::Grade {
+                assignment,
+                student,
+                ..
+            } => {
                 format!("assignment/{assignment}/{}", student.id)
             }
         }
@@ -177,7 +206,9 @@ impl Event {
         fn id(field: &'static str, value: &str) -> Result<(), InvalidEvent> {
             let ok = !value.is_empty()
                 && value.len() <= 200
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:@+".contains(c));
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:@+".contains(c));
             if ok {
                 Ok(())
             } else {
@@ -191,7 +222,10 @@ impl Event {
         }
         fn student(s: &Student) -> Result<(), InvalidEvent> {
             id("student.id", &s.id)?;
-            if s.name.as_ref().is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control)) {
+            if s.name
+                .as_ref()
+                .is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control))
+            {
                 return Err(InvalidEvent::Field {
                     field: "student.name",
                     message: "at most 200 characters, no control characters".into(),
@@ -200,11 +234,15 @@ impl Event {
             Ok(())
         }
         match self {
-            Event::Attendance { lesson, student: s, .. } => {
+            Event::Attendance {
+                lesson, student: s, ..
+            } => {
                 id("lesson", lesson)?;
                 student(s)
             }
-            Event::Lesson { lesson, teacher, .. } => {
+            Event::Lesson {
+                lesson, teacher, ..
+            } => {
                 id("lesson", lesson)?;
                 if teacher.as_ref().is_some_and(|t| t.len() > 200) {
                     return Err(InvalidEvent::Field {
@@ -214,7 +252,11 @@ impl Event {
                 }
                 Ok(())
             }
-            Event::Submission { assignment, student: s, text } => {
+            Event::Submission {
+                assignment,
+                student: s,
+                text,
+            } => {
                 id("assignment", assignment)?;
                 student(s)?;
                 if text.as_ref().is_some_and(|t| t.len() > 1_000_000) {
@@ -225,7 +267,11 @@ impl Event {
                 }
                 Ok(())
             }
-            Event::Grade { assignment, student: s, grade } => {
+            Event::Grade {
+                assignment,
+                student: s,
+                grade,
+            } => {
                 id("assignment", assignment)?;
                 student(s)?;
                 if grade.trim().is_empty() || grade.len() > 32 {
@@ -249,7 +295,10 @@ pub enum DeliveryError {
     /// Try again later (5xx, throttling, a timeout mid-upload); `after` is the server's
     /// `Retry-After` when it gave one.
     #[error("{reason}")]
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// Retrying cannot help (validation error, xAPI 409 conflict, a corrupt file): the
     /// record goes to the dead-letter list with this message for staff.
     #[error("{0}")]
@@ -258,12 +307,21 @@ pub enum DeliveryError {
 
 impl DeliveryError {
     /// Classify a failed HTTP exchange. `body` is the server's message, kept short.
-    pub fn from_status(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> Self {
+    pub fn from_status(
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> Self {
         let message = format!("{} {}", status.as_u16(), short(body));
         let after = retry_after(headers);
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status.is_server_error()
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
         {
-            return DeliveryError::Retry { reason: message, after };
+            return DeliveryError::Retry {
+                reason: message,
+                after,
+            };
         }
         DeliveryError::Permanent(message)
     }
@@ -313,7 +371,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// The client `config` asks for (None: `lms.target = "none"`).
-pub fn client_from_config(config: &crate::config::Config) -> Result<Option<worker::LmsClient>, crate::config::ConfigError> {
+pub fn client_from_config(
+    config: &crate::config::Config,
+) -> Result<Option<worker::LmsClient>, crate::config::ConfigError> {
     let lms = &config.lms;
     let Some(target) = Target::parse(&lms.target) else {
         return Ok(None);
@@ -335,7 +395,10 @@ pub fn client_from_config(config: &crate::config::Config) -> Result<Option<worke
         Target::Xapi => worker::LmsClient::Xapi(xapi::XapiClient::new(
             http,
             xapi::XapiSettings {
-                account_homepage: lms.account_homepage.clone().unwrap_or_else(|| base.origin().ascii_serialization()),
+                account_homepage: lms
+                    .account_homepage
+                    .clone()
+                    .unwrap_or_else(|| base.origin().ascii_serialization()),
                 endpoint: base,
                 key: lms.username.clone(),
                 secret,
@@ -399,20 +462,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.entity(), "attendance/maths-7/s1");
-        let g = Event::from_json(r#"{"kind":"grade","assignment":"a1","student":{"id":"s1"},"grade":"8"}"#).unwrap();
-        let s = Event::from_json(r#"{"kind":"submission","assignment":"a1","student":{"id":"s1"},"text":"x"}"#).unwrap();
-        assert_eq!(g.entity(), s.entity(), "a grade waits for the work it grades");
+        let g = Event::from_json(
+            r#"{"kind":"grade","assignment":"a1","student":{"id":"s1"},"grade":"8"}"#,
+        )
+        .unwrap();
+        let s = Event::from_json(
+            r#"{"kind":"submission","assignment":"a1","student":{"id":"s1"},"text":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            g.entity(),
+            s.entity(),
+            "a grade waits for the work it grades"
+        );
     }
 
     #[test]
     fn bad_events_are_refused_with_the_field_named() {
         for (json, needle) in [
-            (r#"{"kind":"attendance","lesson":"","student":{"id":"s1"},"status":"present"}"#, "lesson"),
-            (r#"{"kind":"attendance","lesson":"l","student":{"id":"s 1"},"status":"present"}"#, "student.id"),
-            (r#"{"kind":"attendance","lesson":"l","student":{"id":"s1"},"status":"asleep"}"#, "asleep"),
-            (r#"{"kind":"grade","assignment":"a","student":{"id":"s1"},"grade":" "}"#, "grade"),
+            (
+                r#"{"kind":"attendance","lesson":"","student":{"id":"s1"},"status":"present"}"#,
+                "lesson",
+            ),
+            (
+                r#"{"kind":"attendance","lesson":"l","student":{"id":"s 1"},"status":"present"}"#,
+                "student.id",
+            ),
+            (
+                r#"{"kind":"attendance","lesson":"l","student":{"id":"s1"},"status":"asleep"}"#,
+                "asleep",
+            ),
+            (
+                r#"{"kind":"grade","assignment":"a","student":{"id":"s1"},"grade":" "}"#,
+                "grade",
+            ),
             (r#"{"kind":"party"}"#, "party"),
-            (r#"{"kind":"lesson","lesson":"l","event":"started","extra":1}"#, "extra"),
+            (
+                r#"{"kind":"lesson","lesson":"l","event":"started","extra":1}"#,
+                "extra",
+            ),
             ("not json", "expected"),
         ] {
             let err = Event::from_json(json).unwrap_err().to_string();
@@ -423,7 +511,10 @@ mod tests {
     #[test]
     fn statuses_are_classified() {
         let h = reqwest::header::HeaderMap::new();
-        assert!(matches!(DeliveryError::from_status(reqwest::StatusCode::CONFLICT, &h, "x"), DeliveryError::Permanent(_)));
+        assert!(matches!(
+            DeliveryError::from_status(reqwest::StatusCode::CONFLICT, &h, "x"),
+            DeliveryError::Permanent(_)
+        ));
         assert!(matches!(
             DeliveryError::from_status(reqwest::StatusCode::BAD_GATEWAY, &h, "x"),
             DeliveryError::Retry { .. }

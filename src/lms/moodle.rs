@@ -40,19 +40,39 @@ impl MoodleClient {
     }
 
     /// Call `function` with form parameters; the decoded JSON answer or the error.
-    pub async fn call(&self, function: &str, params: &[(String, String)], throttle: &Throttle) -> Result<Value, DeliveryError> {
+    pub async fn call(
+        &self,
+        function: &str,
+        params: &[(String, String)],
+        throttle: &Throttle,
+    ) -> Result<Value, DeliveryError> {
         let mut form: Vec<(String, String)> = vec![
             ("wstoken".into(), self.settings.token.clone()),
             ("wsfunction".into(), function.into()),
             ("moodlewsrestformat".into(), "json".into()),
         ];
         form.extend_from_slice(params);
-        throttle.take(form.iter().map(|(k, v)| k.len() + v.len() + 2).sum()).await;
-        let url = self.settings.base.join("webservice/rest/server.php").expect("path joins");
-        let response = self.http.post(url).form(&form).send().await.map_err(DeliveryError::from_transport)?;
+        throttle
+            .take(form.iter().map(|(k, v)| k.len() + v.len() + 2).sum())
+            .await;
+        let url = self
+            .settings
+            .base
+            .join("webservice/rest/server.php")
+            .expect("path joins");
+        let response = self
+            .http
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(DeliveryError::from_transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.map_err(DeliveryError::from_transport)?;
+        let body = response
+            .text()
+            .await
+            .map_err(DeliveryError::from_transport)?;
         if !status.is_success() {
             return Err(DeliveryError::from_status(status, &headers, &body));
         }
@@ -60,13 +80,18 @@ impl MoodleClient {
             Value::Null
         } else {
             serde_json::from_str(&body).map_err(|e| DeliveryError::Retry {
-                reason: format!("Moodle answered something that is not JSON ({e}): {}", super::short(&body)),
+                reason: format!(
+                    "Moodle answered something that is not JSON ({e}): {}",
+                    super::short(&body)
+                ),
                 after: None,
             })?
         };
         if let Some(code) = value.get("errorcode").and_then(Value::as_str) {
             let message = value.get("message").and_then(Value::as_str).unwrap_or("");
-            return Err(DeliveryError::Permanent(format!("Moodle {function}: {code}: {message}")));
+            return Err(DeliveryError::Permanent(format!(
+                "Moodle {function}: {code}: {message}"
+            )));
         }
         Ok(value)
     }
@@ -77,12 +102,22 @@ impl MoodleClient {
             .map(drop)
     }
 
-    pub async fn deliver(&self, record: &OutboxRecord, throttle: &Throttle) -> Result<(), DeliveryError> {
+    pub async fn deliver(
+        &self,
+        record: &OutboxRecord,
+        throttle: &Throttle,
+    ) -> Result<(), DeliveryError> {
         let p = |k: &str, v: String| (k.to_string(), v);
         match &record.event {
-            Event::Grade { assignment, student, grade } => {
+            Event::Grade {
+                assignment,
+                student,
+                grade,
+            } => {
                 let grade: f64 = grade.trim().parse().map_err(|_| {
-                    DeliveryError::Permanent(format!("Moodle grades are numbers; {grade:?} is not one"))
+                    DeliveryError::Permanent(format!(
+                        "Moodle grades are numbers; {grade:?} is not one"
+                    ))
                 })?;
                 let params = [
                     p("assignmentid", assignment.clone()),
@@ -93,13 +128,21 @@ impl MoodleClient {
                     p("workflowstate", String::new()),
                     p("applytoall", "0".into()),
                 ];
-                self.call("mod_assign_save_grade", &params, throttle).await.map(drop)
+                self.call("mod_assign_save_grade", &params, throttle)
+                    .await
+                    .map(drop)
             }
-            Event::Submission { assignment, text, .. } => {
+            Event::Submission {
+                assignment, text, ..
+            } => {
                 let mut params = vec![p("assignmentid", assignment.clone())];
                 if let Some(text) = text {
                     // The key rides along invisibly: the submission can be traced to its record.
-                    let html = format!("{}<!-- classbox:{} -->", html_escape(text), record.idempotency_key);
+                    let html = format!(
+                        "{}<!-- classbox:{} -->",
+                        html_escape(text),
+                        record.idempotency_key
+                    );
                     params.push(p("plugindata[onlinetext_editor][text]", html));
                     params.push(p("plugindata[onlinetext_editor][format]", "1".into()));
                     params.push(p("plugindata[onlinetext_editor][itemid]", "0".into()));
@@ -108,17 +151,27 @@ impl MoodleClient {
                     let item = self.upload_drafts(record, throttle).await?;
                     params.push(p("plugindata[files_filemanager]", item.to_string()));
                 }
-                let warnings = self.call("mod_assign_save_submission", &params, throttle).await?;
+                let warnings = self
+                    .call("mod_assign_save_submission", &params, throttle)
+                    .await?;
                 match warnings.as_array().filter(|w| !w.is_empty()) {
-                    Some(w) => Err(DeliveryError::Permanent(format!("Moodle refused the submission: {}", super::short(&Value::from(w.clone()).to_string())))),
+                    Some(w) => Err(DeliveryError::Permanent(format!(
+                        "Moodle refused the submission: {}",
+                        super::short(&Value::from(w.clone()).to_string())
+                    ))),
                     None => Ok(()),
                 }
             }
             Event::Attendance {
-                student, status, session_id, ..
+                student,
+                status,
+                session_id,
+                ..
             } => {
                 let session = session_id.ok_or_else(|| {
-                    DeliveryError::Permanent("attendance for Moodle needs the lesson's session_id".into())
+                    DeliveryError::Permanent(
+                        "attendance for Moodle needs the lesson's session_id".into(),
+                    )
                 })?;
                 let index = match status {
                     AttendanceStatus::Present => 0,
@@ -133,14 +186,22 @@ impl MoodleClient {
                     p("statusid", self.settings.status_ids[index].to_string()),
                     p("statusset", self.settings.status_set.clone()),
                 ];
-                self.call("mod_attendance_update_user_status", &params, throttle).await.map(drop)
+                self.call("mod_attendance_update_user_status", &params, throttle)
+                    .await
+                    .map(drop)
             }
-            Event::Lesson { .. } => Err(DeliveryError::Permanent("Moodle has no web service for lesson events".into())),
+            Event::Lesson { .. } => Err(DeliveryError::Permanent(
+                "Moodle has no web service for lesson events".into(),
+            )),
         }
     }
 
     /// Upload a record's files into one draft area; returns its item id.
-    async fn upload_drafts(&self, record: &OutboxRecord, throttle: &Throttle) -> Result<u64, DeliveryError> {
+    async fn upload_drafts(
+        &self,
+        record: &OutboxRecord,
+        throttle: &Throttle,
+    ) -> Result<u64, DeliveryError> {
         let mut item = 0u64;
         for a in &record.attachments {
             let data = a.read_verified().await.map_err(DeliveryError::Permanent)?;
@@ -153,10 +214,23 @@ impl MoodleClient {
                 .text("filearea", "draft")
                 .text("itemid", item.to_string())
                 .part("file_1", part);
-            let url = self.settings.base.join("webservice/upload.php").expect("path joins");
-            let response = self.http.post(url).multipart(form).send().await.map_err(DeliveryError::from_transport)?;
+            let url = self
+                .settings
+                .base
+                .join("webservice/upload.php")
+                .expect("path joins");
+            let response = self
+                .http
+                .post(url)
+                .multipart(form)
+                .send()
+                .await
+                .map_err(DeliveryError::from_transport)?;
             let (status, headers) = (response.status(), response.headers().clone());
-            let body = response.text().await.map_err(DeliveryError::from_transport)?;
+            let body = response
+                .text()
+                .await
+                .map_err(DeliveryError::from_transport)?;
             if !status.is_success() {
                 return Err(DeliveryError::from_status(status, &headers, &body));
             }
@@ -167,15 +241,19 @@ impl MoodleClient {
             if let Some(error) = answer.get("error").and_then(Value::as_str) {
                 return Err(DeliveryError::Permanent(format!("Moodle upload: {error}")));
             }
-            item = answer[0]["itemid"].as_u64().ok_or_else(|| DeliveryError::Retry {
-                reason: "Moodle upload answer has no itemid".into(),
-                after: None,
-            })?;
+            item = answer[0]["itemid"]
+                .as_u64()
+                .ok_or_else(|| DeliveryError::Retry {
+                    reason: "Moodle upload answer has no itemid".into(),
+                    after: None,
+                })?;
         }
         Ok(item)
     }
 }
 
 fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

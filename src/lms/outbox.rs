@@ -189,7 +189,10 @@ impl Outbox {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("src/lms/migrations").run(&pool).await?;
         let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(created_at_ms) FROM outbox")
             .fetch_one(&pool)
@@ -223,7 +226,9 @@ impl Outbox {
         event.validate()?;
         target.accepts(&event)?;
         if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > 100 || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            && (key.is_empty()
+                || key.len() > 100
+                || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         {
             return Err(InvalidEvent::Field {
                 field: "idempotency_key",
@@ -247,7 +252,10 @@ impl Outbox {
             attachments: stored,
             done,
         };
-        self.writer.send(insert).await.map_err(|_| OutboxError::Closed)?;
+        self.writer
+            .send(insert)
+            .await
+            .map_err(|_| OutboxError::Closed)?;
         let outcome = result.await.map_err(|_| OutboxError::Closed)?;
         if !matches!(&outcome, Ok(id) if *id == record_id) {
             // Refused, or a duplicate of an earlier record: the copies are not needed.
@@ -258,7 +266,11 @@ impl Outbox {
     }
 
     /// Copy, hash and fsync each attachment under `attachments/<record_id>/`.
-    async fn store_attachments(&self, record_id: &str, attachments: Vec<NewAttachment>) -> Result<Vec<Attachment>, OutboxError> {
+    async fn store_attachments(
+        &self,
+        record_id: &str,
+        attachments: Vec<NewAttachment>,
+    ) -> Result<Vec<Attachment>, OutboxError> {
         if attachments.is_empty() {
             return Ok(Vec::new());
         }
@@ -314,7 +326,12 @@ impl Outbox {
     }
 
     /// Count a failed attempt and schedule the next one.
-    pub async fn mark_retry(&self, record_id: &str, next_attempt_at_ms: i64, error: &str) -> Result<(), OutboxError> {
+    pub async fn mark_retry(
+        &self,
+        record_id: &str,
+        next_attempt_at_ms: i64,
+        error: &str,
+    ) -> Result<(), OutboxError> {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at_ms = ?2, last_error = ?3
              WHERE record_id = ?1 AND state = 'pending'",
@@ -328,7 +345,12 @@ impl Outbox {
     }
 
     /// Not an attempt (the LMS was unreachable or the worker yielded): wait, uncounted.
-    pub async fn postpone(&self, record_id: &str, next_attempt_at_ms: i64, why: &str) -> Result<(), OutboxError> {
+    pub async fn postpone(
+        &self,
+        record_id: &str,
+        next_attempt_at_ms: i64,
+        why: &str,
+    ) -> Result<(), OutboxError> {
         sqlx::query("UPDATE outbox SET next_attempt_at_ms = ?2, last_error = ?3 WHERE record_id = ?1 AND state = 'pending'")
             .bind(record_id)
             .bind(next_attempt_at_ms)
@@ -358,14 +380,20 @@ impl Outbox {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(OutboxError::NotFound(format!("{record_id} (or it is not dead-lettered)")));
+            return Err(OutboxError::NotFound(format!(
+                "{record_id} (or it is not dead-lettered)"
+            )));
         }
         self.changed.notify_one();
         Ok(())
     }
 
     /// Records in one state, newest first (for the page).
-    pub async fn list(&self, state: RecordState, limit: u32) -> Result<Vec<OutboxRecord>, OutboxError> {
+    pub async fn list(
+        &self,
+        state: RecordState,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>, OutboxError> {
         let rows = sqlx::query("SELECT * FROM outbox WHERE state = ?1 ORDER BY seq DESC LIMIT ?2")
             .bind(state.as_str())
             .bind(limit)
@@ -404,7 +432,12 @@ impl Outbox {
 
     /// Forget delivered records older than `keep_delivered` and dead ones older than
     /// `keep_dead` (by local time of recording), with their files. Returns how many.
-    pub async fn prune(&self, now_ms: i64, keep_delivered: Duration, keep_dead: Duration) -> Result<u64, OutboxError> {
+    pub async fn prune(
+        &self,
+        now_ms: i64,
+        keep_delivered: Duration,
+        keep_dead: Duration,
+    ) -> Result<u64, OutboxError> {
         let delivered_before = now_ms - keep_delivered.as_millis() as i64;
         let dead_before = now_ms - keep_dead.as_millis() as i64;
         let ids: Vec<String> = sqlx::query_scalar(
@@ -433,7 +466,10 @@ impl Outbox {
         Ok(pruned)
     }
 
-    async fn records(&self, rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<OutboxRecord>, OutboxError> {
+    async fn records(
+        &self,
+        rows: Vec<sqlx::sqlite::SqliteRow>,
+    ) -> Result<Vec<OutboxRecord>, OutboxError> {
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let record_id: String = row.try_get("record_id")?;
@@ -459,10 +495,13 @@ impl Outbox {
             records.push(OutboxRecord {
                 seq: row.try_get("seq")?,
                 idempotency_key: row.try_get("idempotency_key")?,
-                target: Target::parse(&target).ok_or_else(|| sqlx::Error::Decode(format!("unknown target {target}").into()))?,
+                target: Target::parse(&target).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown target {target}").into())
+                })?,
                 kind: row.try_get("kind")?,
                 entity: row.try_get("entity")?,
-                event: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                event: serde_json::from_str(&payload)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
                 created_at_ms: row.try_get("created_at_ms")?,
                 clock_suspect: row.try_get("clock_suspect")?,
                 state: RecordState::parse(&row.try_get::<String, _>("state")?),
@@ -492,7 +531,11 @@ async fn group_commit(pool: SqlitePool, mut inserts: mpsc::Receiver<Insert>) {
                 tracing::error!(error = %e, records = batch.len(), "outbox commit failed");
                 let message = e.to_string();
                 for insert in batch.drain(..) {
-                    let _ = insert.done.send(Err(OutboxError::Database(sqlx::Error::Protocol(message.clone()))));
+                    let _ = insert
+                        .done
+                        .send(Err(OutboxError::Database(sqlx::Error::Protocol(
+                            message.clone(),
+                        ))));
                 }
             }
         }
@@ -522,17 +565,23 @@ async fn insert_batch(pool: &SqlitePool, batch: &[Insert]) -> Result<Vec<String>
         .await?
         .rows_affected();
         if inserted == 0 {
-            let existing: String = sqlx::query_scalar("SELECT record_id FROM outbox WHERE idempotency_key = ?1")
-                .bind(&i.idempotency_key)
-                .fetch_one(&mut *tx)
-                .await?;
+            let existing: String =
+                sqlx::query_scalar("SELECT record_id FROM outbox WHERE idempotency_key = ?1")
+                    .bind(&i.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
             ids.push(existing);
             continue;
         }
         for a in &i.attachments {
             let stored = a
                 .path
-                .strip_prefix(a.path.parent().and_then(Path::parent).unwrap_or(Path::new("")))
+                .strip_prefix(
+                    a.path
+                        .parent()
+                        .and_then(Path::parent)
+                        .unwrap_or(Path::new("")),
+                )
                 .unwrap_or(&a.path);
             sqlx::query(
                 "INSERT INTO attachment (record_id, file_name, content_type, stored_path, size, sha256)
@@ -554,7 +603,10 @@ async fn insert_batch(pool: &SqlitePool, batch: &[Insert]) -> Result<Vec<String>
 }
 
 /// Blocking: copy each attachment into `dir`, hashing as it goes, and fsync it all.
-fn store_files(dir: &Path, attachments: Vec<NewAttachment>) -> Result<Vec<Attachment>, OutboxError> {
+fn store_files(
+    dir: &Path,
+    attachments: Vec<NewAttachment>,
+) -> Result<Vec<Attachment>, OutboxError> {
     use std::io::{Read, Write};
     std::fs::create_dir_all(dir)?;
     let mut stored = Vec::new();
@@ -563,17 +615,29 @@ fn store_files(dir: &Path, attachments: Vec<NewAttachment>) -> Result<Vec<Attach
             name: a.file_name.clone(),
             message,
         };
-        if a.file_name.is_empty() || a.file_name.len() > 255 || a.file_name.chars().any(char::is_control) {
+        if a.file_name.is_empty()
+            || a.file_name.len() > 255
+            || a.file_name.chars().any(char::is_control)
+        {
             return Err(bad("a file name of 1-255 characters is needed".into()));
         }
         if !a.content_type.contains('/') || a.content_type.len() > 100 {
-            return Err(bad(format!("{:?} is not a media type like application/pdf", a.content_type)));
+            return Err(bad(format!(
+                "{:?} is not a media type like application/pdf",
+                a.content_type
+            )));
         }
         // Our own name on disk: the student's file name is only ever data.
         let safe: String = a
             .file_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(80)
             .collect();
         let path = dir.join(format!("{n}-{safe}"));
@@ -583,7 +647,10 @@ fn store_files(dir: &Path, attachments: Vec<NewAttachment>) -> Result<Vec<Attach
         let mut write = |chunk: &[u8]| -> Result<(), OutboxError> {
             size += chunk.len() as u64;
             if size > MAX_ATTACHMENT_BYTES {
-                return Err(bad(format!("larger than the {} MB limit", MAX_ATTACHMENT_BYTES / (1024 * 1024))));
+                return Err(bad(format!(
+                    "larger than the {} MB limit",
+                    MAX_ATTACHMENT_BYTES / (1024 * 1024)
+                )));
             }
             hasher.update(chunk);
             out.write_all(chunk)?;
@@ -592,7 +659,8 @@ fn store_files(dir: &Path, attachments: Vec<NewAttachment>) -> Result<Vec<Attach
         match &a.content {
             AttachmentContent::Bytes(b) => write(b)?,
             AttachmentContent::File(src) => {
-                let mut input = std::fs::File::open(src).map_err(|e| bad(format!("cannot read {}: {e}", src.display())))?;
+                let mut input = std::fs::File::open(src)
+                    .map_err(|e| bad(format!("cannot read {}: {e}", src.display())))?;
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let n = input.read(&mut buf)?;
@@ -641,27 +709,61 @@ mod tests {
     async fn enqueued_records_survive_reopening_and_keep_entity_order() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).await.unwrap();
-        let a1 = outbox.enqueue(Target::Xapi, attendance("s1"), None, vec![]).await.unwrap();
-        let a2 = outbox.enqueue(Target::Xapi, attendance("s1"), None, vec![]).await.unwrap();
-        let b1 = outbox.enqueue(Target::Xapi, attendance("s2"), None, vec![]).await.unwrap();
+        let a1 = outbox
+            .enqueue(Target::Xapi, attendance("s1"), None, vec![])
+            .await
+            .unwrap();
+        let a2 = outbox
+            .enqueue(Target::Xapi, attendance("s1"), None, vec![])
+            .await
+            .unwrap();
+        let b1 = outbox
+            .enqueue(Target::Xapi, attendance("s2"), None, vec![])
+            .await
+            .unwrap();
         drop(outbox);
 
         let outbox = Outbox::open(dir.path()).await.unwrap();
-        let due: Vec<String> = outbox.due(i64::MAX, 10).await.unwrap().into_iter().map(|r| r.record_id).collect();
-        assert_eq!(due, vec![a1.clone(), b1.clone()], "s1's second record waits for its first");
+        let due: Vec<String> = outbox
+            .due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.record_id)
+            .collect();
+        assert_eq!(
+            due,
+            vec![a1.clone(), b1.clone()],
+            "s1's second record waits for its first"
+        );
         // s1's first record is in backoff: s2 still goes, s1's second still waits.
         outbox.mark_retry(&a1, i64::MAX - 1, "500").await.unwrap();
-        let due: Vec<String> = outbox.due(1000, 10).await.unwrap().into_iter().map(|r| r.record_id).collect();
+        let due: Vec<String> = outbox
+            .due(1000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.record_id)
+            .collect();
         assert_eq!(due, vec![b1.clone()]);
         // A dead record does not block its entity.
         outbox.mark_dead(&a1, "409 conflict").await.unwrap();
-        let due: Vec<String> = outbox.due(1000, 10).await.unwrap().into_iter().map(|r| r.record_id).collect();
+        let due: Vec<String> = outbox
+            .due(1000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.record_id)
+            .collect();
         assert_eq!(due, vec![a2.clone(), b1.clone()]);
         let counts = outbox.counts().await.unwrap();
         assert_eq!((counts.pending, counts.dead), (2, 1));
         outbox.retry(&a1).await.unwrap();
         assert_eq!(outbox.get(&a1).await.unwrap().state, RecordState::Pending);
-        assert!(outbox.retry(&a1).await.is_err(), "only dead records can be retried");
+        assert!(
+            outbox.retry(&a1).await.is_err(),
+            "only dead records can be retried"
+        );
     }
 
     #[tokio::test]
@@ -669,8 +771,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).await.unwrap();
         let key = Some("form-1234".to_string());
-        let first = outbox.enqueue(Target::Xapi, attendance("s1"), key.clone(), vec![]).await.unwrap();
-        let again = outbox.enqueue(Target::Xapi, attendance("s1"), key, vec![]).await.unwrap();
+        let first = outbox
+            .enqueue(Target::Xapi, attendance("s1"), key.clone(), vec![])
+            .await
+            .unwrap();
+        let again = outbox
+            .enqueue(Target::Xapi, attendance("s1"), key, vec![])
+            .await
+            .unwrap();
         assert_eq!(first, again);
         assert_eq!(outbox.counts().await.unwrap().pending, 1);
     }
@@ -681,7 +789,10 @@ mod tests {
         let outbox = Outbox::open(dir.path()).await.unwrap();
         let event = Event::Submission {
             assignment: "a1".into(),
-            student: Student { id: "s1".into(), name: None },
+            student: Student {
+                id: "s1".into(),
+                name: None,
+            },
             text: None,
         };
         let file = NewAttachment {
@@ -689,10 +800,17 @@ mod tests {
             content_type: "application/pdf".into(),
             content: AttachmentContent::Bytes(bytes::Bytes::from_static(b"%PDF-1.4 hello")),
         };
-        let id = outbox.enqueue(Target::Canvas, event, None, vec![file]).await.unwrap();
+        let id = outbox
+            .enqueue(Target::Canvas, event, None, vec![file])
+            .await
+            .unwrap();
         let record = outbox.get(&id).await.unwrap();
         let a = &record.attachments[0];
-        assert!(a.path.starts_with(dir.path().join("attachments").join(&id)), "{:?}", a.path);
+        assert!(
+            a.path.starts_with(dir.path().join("attachments").join(&id)),
+            "{:?}",
+            a.path
+        );
         assert_eq!(a.size, 14);
         assert_eq!(a.read_verified().await.unwrap().as_ref(), b"%PDF-1.4 hello");
         std::fs::write(&a.path, b"%PDF-1.4 hellO").unwrap();
@@ -711,16 +829,28 @@ mod tests {
         };
         let event = Event::Submission {
             assignment: "a1".into(),
-            student: Student { id: "s1".into(), name: None },
+            student: Student {
+                id: "s1".into(),
+                name: None,
+            },
             text: None,
         };
         assert!(matches!(
-            outbox.enqueue(Target::Canvas, event, None, vec![bad_type]).await,
+            outbox
+                .enqueue(Target::Canvas, event, None, vec![bad_type])
+                .await,
             Err(OutboxError::Attachment { .. })
         ));
-        assert!(matches!(outbox.enqueue(Target::Xapi, attendance("bad id"), None, vec![]).await, Err(OutboxError::Invalid(_))));
+        assert!(matches!(
+            outbox
+                .enqueue(Target::Xapi, attendance("bad id"), None, vec![])
+                .await,
+            Err(OutboxError::Invalid(_))
+        ));
         assert_eq!(outbox.counts().await.unwrap(), QueueCounts::default());
-        let leftovers = std::fs::read_dir(dir.path().join("attachments")).unwrap().count();
+        let leftovers = std::fs::read_dir(dir.path().join("attachments"))
+            .unwrap()
+            .count();
         assert_eq!(leftovers, 0, "refused attachments leave no files");
     }
 
@@ -735,14 +865,29 @@ mod tests {
         };
         let event = Event::Submission {
             assignment: "a1".into(),
-            student: Student { id: "s1".into(), name: None },
+            student: Student {
+                id: "s1".into(),
+                name: None,
+            },
             text: None,
         };
-        let old = outbox.enqueue(Target::Canvas, event, None, vec![file]).await.unwrap();
-        let kept = outbox.enqueue(Target::Xapi, attendance("s2"), None, vec![]).await.unwrap();
+        let old = outbox
+            .enqueue(Target::Canvas, event, None, vec![file])
+            .await
+            .unwrap();
+        let kept = outbox
+            .enqueue(Target::Xapi, attendance("s2"), None, vec![])
+            .await
+            .unwrap();
         outbox.mark_delivered(&old, 1_000).await.unwrap();
         let day = Duration::from_secs(86_400);
-        assert_eq!(outbox.prune(1_000 + 8 * 86_400_000, 7 * day, 90 * day).await.unwrap(), 1);
+        assert_eq!(
+            outbox
+                .prune(1_000 + 8 * 86_400_000, 7 * day, 90 * day)
+                .await
+                .unwrap(),
+            1
+        );
         assert!(!dir.path().join("attachments").join(&old).exists());
         assert!(outbox.get(&old).await.is_err());
         assert_eq!(outbox.get(&kept).await.unwrap().state, RecordState::Pending);

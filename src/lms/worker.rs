@@ -20,7 +20,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{DeliveryError, Outbox, OutboxError, OutboxRecord, Target, canvas::CanvasClient, moodle::MoodleClient, xapi::XapiClient};
+use super::{
+    DeliveryError, Outbox, OutboxError, OutboxRecord, Target, canvas::CanvasClient,
+    moodle::MoodleClient, xapi::XapiClient,
+};
 use crate::frame::unix_micros;
 
 #[derive(Debug, Clone)]
@@ -95,7 +98,11 @@ impl LmsClient {
         }
     }
 
-    async fn deliver(&self, record: &OutboxRecord, throttle: &Throttle) -> Result<(), DeliveryError> {
+    async fn deliver(
+        &self,
+        record: &OutboxRecord,
+        throttle: &Throttle,
+    ) -> Result<(), DeliveryError> {
         match self {
             LmsClient::Xapi(c) => c.deliver(record, throttle).await,
             LmsClient::Canvas(c) => c.deliver(record, throttle).await,
@@ -149,7 +156,8 @@ impl Throttle {
     pub fn body(&self, data: bytes::Bytes) -> reqwest::Body {
         const CHUNK: usize = 16 * 1024;
         let throttle = self.clone();
-        let chunks = (0..data.len().div_ceil(CHUNK)).map(move |i| data.slice(i * CHUNK..((i + 1) * CHUNK).min(data.len())));
+        let chunks = (0..data.len().div_ceil(CHUNK))
+            .map(move |i| data.slice(i * CHUNK..((i + 1) * CHUNK).min(data.len())));
         let stream = futures::stream::iter(chunks).then(move |chunk| {
             let throttle = throttle.clone();
             async move {
@@ -174,7 +182,12 @@ pub struct SyncWorker {
 }
 
 impl SyncWorker {
-    pub fn new(outbox: Outbox, client: LmsClient, settings: WorkerSettings, load: watch::Receiver<LessonLoad>) -> Self {
+    pub fn new(
+        outbox: Outbox,
+        client: LmsClient,
+        settings: WorkerSettings,
+        load: watch::Receiver<LessonLoad>,
+    ) -> Self {
         let status = SyncStatus {
             target: Some(client.target()),
             ..Default::default()
@@ -205,7 +218,11 @@ impl SyncWorker {
     /// Deliver until `shutdown`. A delivery under way when it fires is abandoned: the
     /// record stays pending and its repeat is recognised by the LMS (ids, look-first).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), OutboxError> {
-        let throttle = Throttle::new(self.load.clone(), self.settings.lesson_share, self.settings.fallback_uplink_kbps);
+        let throttle = Throttle::new(
+            self.load.clone(),
+            self.settings.lesson_share,
+            self.settings.fallback_uplink_kbps,
+        );
         let changed = self.outbox.changed();
         let mut reachable = false;
         let mut probes = 0u32;
@@ -216,7 +233,10 @@ impl SyncWorker {
             }
             let now = now_ms();
             if now >= next_prune {
-                let pruned = self.outbox.prune(now, self.settings.keep_delivered, self.settings.keep_dead).await?;
+                let pruned = self
+                    .outbox
+                    .prune(now, self.settings.keep_delivered, self.settings.keep_dead)
+                    .await?;
                 if pruned > 0 {
                     tracing::info!(pruned, "old outbox records removed");
                 }
@@ -234,7 +254,12 @@ impl SyncWorker {
                         });
                     }
                     Err(e) => {
-                        let wait = crate::backoff::delay(self.settings.probe_base, self.settings.probe_max, probes, rand::random());
+                        let wait = crate::backoff::delay(
+                            self.settings.probe_base,
+                            self.settings.probe_max,
+                            probes,
+                            rand::random(),
+                        );
                         probes = probes.saturating_add(1);
                         tracing::debug!(error = %e, ?wait, "LMS not reachable");
                         self.set_status(|s| {
@@ -258,38 +283,58 @@ impl SyncWorker {
             let due = self.outbox.due(now_ms(), 32).await?;
             if due.is_empty() {
                 let next = self.outbox.next_due_ms().await?;
-                let wait = next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
+                let wait =
+                    next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
                 tokio::select! {
                     _ = changed.notified() => {}
                     _ = self.wait(&shutdown, wait, false) => {}
                 }
                 continue;
             }
+            // A delivered mark commits while the next request is on the wire: it is the
+            // one write whose loss in a crash costs nothing (the repeat is recognised).
+            let mut marks = tokio::task::JoinSet::new();
             for record in due {
                 let outcome = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => break,
                     outcome = self.client.deliver(&record, &throttle) => outcome,
                 };
+                if outcome.is_ok() {
+                    let (outbox, id) = (self.outbox.clone(), record.record_id.clone());
+                    marks.spawn(async move { outbox.mark_delivered(&id, now_ms()).await });
+                    self.set_status(|s| s.last_success_ms = Some(now_ms()));
+                    tracing::debug!(record = %record.record_id, kind = %record.kind, entity = %record.entity, "delivered to the LMS");
+                    continue;
+                }
                 if !self.settle(&record, outcome).await? {
                     reachable = false;
                     break;
                 }
             }
+            while let Some(mark) = marks.join_next().await {
+                mark.map_err(|e| OutboxError::Io(std::io::Error::other(e)))??;
+            }
         }
     }
 
     /// Record one outcome. Returns false when the LMS turned out unreachable.
-    async fn settle(&self, record: &OutboxRecord, outcome: Result<(), DeliveryError>) -> Result<bool, OutboxError> {
+    async fn settle(
+        &self,
+        record: &OutboxRecord,
+        outcome: Result<(), DeliveryError>,
+    ) -> Result<bool, OutboxError> {
         let now = now_ms();
         match outcome {
             Ok(()) => {
                 self.outbox.mark_delivered(&record.record_id, now).await?;
-                tracing::info!(record = %record.record_id, kind = %record.kind, entity = %record.entity, "delivered to the LMS");
+                tracing::debug!(record = %record.record_id, kind = %record.kind, entity = %record.entity, "delivered to the LMS");
                 self.set_status(|s| s.last_success_ms = Some(now));
             }
             Err(DeliveryError::Unreachable(why)) => {
                 // Not the record's fault: no attempt is spent.
-                self.outbox.postpone(&record.record_id, now, &format!("LMS unreachable: {why}")).await?;
+                self.outbox
+                    .postpone(&record.record_id, now, &format!("LMS unreachable: {why}"))
+                    .await?;
                 self.set_status(|s| {
                     s.reachable = false;
                     s.last_error = Some(why);
@@ -297,8 +342,12 @@ impl SyncWorker {
                 return Ok(false);
             }
             Err(DeliveryError::Retry { reason, after }) => {
-                let backoff =
-                    crate::backoff::delay(self.settings.retry_base, self.settings.retry_max, record.attempts, rand::random());
+                let backoff = crate::backoff::delay(
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                    record.attempts,
+                    rand::random(),
+                );
                 let wait = after.map_or(backoff, |a| a.max(backoff.min(a * 2)));
                 tracing::warn!(record = %record.record_id, %reason, ?wait, attempt = record.attempts + 1, "LMS delivery will be retried");
                 self.outbox

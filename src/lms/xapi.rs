@@ -7,7 +7,9 @@
 
 use serde_json::{Value, json};
 
-use super::{AttendanceStatus, DeliveryError, Event, LessonEvent, OutboxRecord, Student, worker::Throttle};
+use super::{
+    AttendanceStatus, DeliveryError, Event, LessonEvent, OutboxRecord, Student, worker::Throttle,
+};
 
 /// Verbs. ADL's registry where it has one; ours (under w3id.org/xapi/classbox) where not.
 const VERB_ATTENDED: &str = "http://adlnet.gov/expapi/verbs/attended";
@@ -44,7 +46,10 @@ impl XapiClient {
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        self.settings.endpoint.join(path).expect("relative xAPI path joins")
+        self.settings
+            .endpoint
+            .join(path)
+            .expect("relative xAPI path joins")
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -65,10 +70,18 @@ impl XapiClient {
             return Ok(());
         }
         let (status, headers) = (response.status(), response.headers().clone());
-        Err(DeliveryError::from_status(status, &headers, &response.text().await.unwrap_or_default()))
+        Err(DeliveryError::from_status(
+            status,
+            &headers,
+            &response.text().await.unwrap_or_default(),
+        ))
     }
 
-    pub async fn deliver(&self, record: &OutboxRecord, throttle: &Throttle) -> Result<(), DeliveryError> {
+    pub async fn deliver(
+        &self,
+        record: &OutboxRecord,
+        throttle: &Throttle,
+    ) -> Result<(), DeliveryError> {
         let id = statement_id(&record.idempotency_key);
         let mut statement = self.statement(record);
         statement["id"] = json!(id);
@@ -77,11 +90,15 @@ impl XapiClient {
             let data = a.read_verified().await.map_err(DeliveryError::Permanent)?;
             files.push((a, data));
         }
-        let request = self.request(reqwest::Method::PUT, "statements").query(&[("statementId", &id)]);
+        let request = self
+            .request(reqwest::Method::PUT, "statements")
+            .query(&[("statementId", &id)]);
         let request = if files.is_empty() {
             let body = serde_json::to_vec(&statement).expect("statement serializes");
             throttle.take(body.len()).await;
-            request.header("Content-Type", "application/json").body(body)
+            request
+                .header("Content-Type", "application/json")
+                .body(body)
         } else {
             statement["attachments"] = files
                 .iter()
@@ -98,7 +115,8 @@ impl XapiClient {
             let boundary = format!("classbox-{}", uuid::Uuid::new_v4().simple());
             let mut body = Vec::new();
             body.extend_from_slice(
-                format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n{statement}\r\n").as_bytes(),
+                format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n{statement}\r\n")
+                    .as_bytes(),
             );
             for (a, data) in &files {
                 body.extend_from_slice(
@@ -113,10 +131,16 @@ impl XapiClient {
             }
             body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
             request
-                .header("Content-Type", format!("multipart/mixed; boundary={boundary}"))
+                .header(
+                    "Content-Type",
+                    format!("multipart/mixed; boundary={boundary}"),
+                )
                 .body(throttle.body(body.into()))
         };
-        let response = request.send().await.map_err(DeliveryError::from_transport)?;
+        let response = request
+            .send()
+            .await
+            .map_err(DeliveryError::from_transport)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -124,9 +148,11 @@ impl XapiClient {
         let headers = response.headers().clone();
         let body = response.text().await.unwrap_or_default();
         Err(match DeliveryError::from_status(status, &headers, &body) {
-            DeliveryError::Permanent(m) if status == reqwest::StatusCode::CONFLICT => DeliveryError::Permanent(format!(
-                "the LRS already holds a different statement {id}: {m}"
-            )),
+            DeliveryError::Permanent(m) if status == reqwest::StatusCode::CONFLICT => {
+                DeliveryError::Permanent(format!(
+                    "the LRS already holds a different statement {id}: {m}"
+                ))
+            }
             other => other,
         })
     }
@@ -155,7 +181,10 @@ impl XapiClient {
     pub fn statement(&self, record: &OutboxRecord) -> Value {
         let (actor, verb, object, result) = match &record.event {
             Event::Attendance {
-                lesson, student, status, ..
+                lesson,
+                student,
+                status,
+                ..
             } => {
                 let verb = match status {
                     AttendanceStatus::Present | AttendanceStatus::Late => VERB_ATTENDED,
@@ -170,7 +199,11 @@ impl XapiClient {
                     Some(json!({"extensions": {format!("{EXT}/attendance-status"): status}})),
                 )
             }
-            Event::Lesson { lesson, event, teacher } => {
+            Event::Lesson {
+                lesson,
+                event,
+                teacher,
+            } => {
                 let verb = match event {
                     LessonEvent::Started => VERB_INITIALIZED,
                     LessonEvent::Joined => VERB_JOINED,
@@ -181,21 +214,41 @@ impl XapiClient {
                     id: self.settings.box_id.clone(),
                     name: Some(format!("classroom {}", self.settings.box_id)),
                 };
-                let result = teacher.as_ref().map(|t| json!({"extensions": {format!("{EXT}/teacher"): t}}));
-                (self.agent(&classroom), verb, self.activity("lesson", lesson, lesson), result)
+                let result = teacher
+                    .as_ref()
+                    .map(|t| json!({"extensions": {format!("{EXT}/teacher"): t}}));
+                (
+                    self.agent(&classroom),
+                    verb,
+                    self.activity("lesson", lesson, lesson),
+                    result,
+                )
             }
-            Event::Submission { assignment, student, text } => (
+            Event::Submission {
+                assignment,
+                student,
+                text,
+            } => (
                 self.agent(student),
                 VERB_SUBMITTED,
                 self.activity("assignment", assignment, assignment),
                 text.as_ref().map(|t| json!({"response": t})),
             ),
-            Event::Grade { assignment, student, grade } => {
+            Event::Grade {
+                assignment,
+                student,
+                grade,
+            } => {
                 let result = match grade.trim().parse::<f64>() {
                     Ok(raw) if raw.is_finite() => json!({"score": {"raw": raw}}),
                     _ => json!({"response": grade, "extensions": {format!("{EXT}/grade"): grade}}),
                 };
-                (self.agent(student), VERB_SCORED, self.activity("assignment", assignment, assignment), Some(result))
+                (
+                    self.agent(student),
+                    VERB_SCORED,
+                    self.activity("assignment", assignment, assignment),
+                    Some(result),
+                )
             }
         };
         let verb_name = verb.rsplit('/').next().unwrap_or(verb);
@@ -229,14 +282,20 @@ impl XapiClient {
 pub fn statement_id(key: &str) -> String {
     match uuid::Uuid::parse_str(key) {
         Ok(id) => id.to_string(),
-        Err(_) => uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("classbox:{key}").as_bytes()).to_string(),
+        Err(_) => uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("classbox:{key}").as_bytes(),
+        )
+        .to_string(),
     }
 }
 
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -108,7 +108,11 @@ pub async fn run(
         let (outbox, room) = (outbox.clone(), config.link.room.clone());
         async move {
             let Some(target) = lms_target else { return };
-            let event = crate::lms::Event::Lesson { lesson: room, event, teacher: None };
+            let event = crate::lms::Event::Lesson {
+                lesson: room,
+                event,
+                teacher: None,
+            };
             if target.accepts(&event).is_ok()
                 && let Err(e) = outbox.enqueue(target, event, None, Vec::new()).await
             {

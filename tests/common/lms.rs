@@ -32,7 +32,11 @@ impl Lrs {
             "the test LRS is not installed ({}): run ./image/dev-setup.sh --test",
             server.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("lrs.log")).unwrap();
         let child = Command::new("node")
@@ -162,7 +166,12 @@ impl FaultProxy {
                 }
             }
         });
-        FaultProxy { addr, faults, up, requests }
+        FaultProxy {
+            addr,
+            faults,
+            up,
+            requests,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -189,17 +198,25 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, faults: Arc<Mutex<Ve
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let fault = if head.starts_with(b"GET ") { None } else { faults.lock().unwrap().pop_front() };
+    let fault = if head.starts_with(b"GET ") {
+        None
+    } else {
+        faults.lock().unwrap().pop_front()
+    };
     match fault {
         None => {
-            let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+            let Ok(mut server) = TcpStream::connect(upstream).await else {
+                return;
+            };
             if server.write_all(&head).await.is_err() {
                 return;
             }
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
         Some(Fault::Status(code, retry_after, body)) => {
-            let retry = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+            let retry = retry_after
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default();
             let response = format!(
                 "HTTP/1.1 {code} Injected\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n{body}",
                 body.len()
@@ -208,7 +225,9 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, faults: Arc<Mutex<Ve
             let _ = client.shutdown().await;
         }
         Some(Fault::LoseResponse) => {
-            let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+            let Ok(mut server) = TcpStream::connect(upstream).await else {
+                return;
+            };
             if server.write_all(&head).await.is_err() {
                 return;
             }
