@@ -33,7 +33,7 @@ fn client(url: &str) -> LmsClient {
     // No connection reuse: each request meets the fault proxy afresh.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     LmsClient::Xapi(XapiClient::new(
@@ -164,13 +164,14 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
     );
     assert!(!status.lock().unwrap().reachable);
 
-    // The LMS comes back, with a bad patch: errors, throttling, an answer lost after the
-    // LRS stored the statement.
+    // The LMS comes back, with a bad patch: errors, throttling, answers lost after the
+    // LRS stored the statement, and the photo's upload stalling until it times out.
     proxy.push(Fault::Status(500, None, "internal error"));
     proxy.push(Fault::LoseResponse);
     proxy.push(Fault::Status(429, Some(1), "slow down"));
     proxy.push(Fault::Status(503, None, "maintenance"));
     proxy.push(Fault::LoseResponse);
+    proxy.stall_next_upload();
     proxy.set_up(true);
     eventually(
         Duration::from_secs(60),
@@ -179,6 +180,7 @@ async fn every_record_reaches_the_lrs_once_through_outages_errors_and_lost_answe
     )
     .await;
     running.stop().await;
+    assert!(proxy.upload_stalled(), "the photo's upload met the stall");
 
     let statements = lrs.statements().await;
     let mut ids: Vec<&str> = statements

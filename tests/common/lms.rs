@@ -128,6 +128,8 @@ pub enum Fault {
 pub struct FaultProxy {
     pub addr: SocketAddr,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    /// The next multipart upload stalls after its head: the client times out mid-upload.
+    stall_upload: Arc<std::sync::atomic::AtomicBool>,
     up: tokio::sync::watch::Sender<bool>,
     pub requests: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -139,7 +141,8 @@ impl FaultProxy {
         let faults: Arc<Mutex<VecDeque<Fault>>> = Default::default();
         let (up, mut up_rx) = tokio::sync::watch::channel(true);
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (f, r) = (faults.clone(), requests.clone());
+        let stall_upload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, r, st) = (faults.clone(), requests.clone(), stall_upload.clone());
         tokio::spawn(async move {
             let mut listener = Some(listener);
             loop {
@@ -148,7 +151,7 @@ impl FaultProxy {
                         accepted = l.accept() => {
                             let Ok((client, _)) = accepted else { continue };
                             r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tokio::spawn(serve(client, upstream, f.clone()));
+                            tokio::spawn(serve(client, upstream, f.clone(), st.clone()));
                         }
                         changed = up_rx.changed() => {
                             if changed.is_err() { return; }
@@ -169,6 +172,7 @@ impl FaultProxy {
         FaultProxy {
             addr,
             faults,
+            stall_upload,
             up,
             requests,
         }
@@ -182,6 +186,16 @@ impl FaultProxy {
         self.up.send_replace(up);
     }
 
+    pub fn stall_next_upload(&self) {
+        self.stall_upload
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the stall asked for has happened.
+    pub fn upload_stalled(&self) -> bool {
+        !self.stall_upload.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn push(&self, fault: Fault) {
         self.faults.lock().unwrap().push_back(fault);
     }
@@ -189,7 +203,12 @@ impl FaultProxy {
 
 /// One connection: read the request head; a write (anything but GET) takes the next
 /// fault, if any; reads (probes, look-before-append) always pass.
-async fn serve(mut client: TcpStream, upstream: SocketAddr, faults: Arc<Mutex<VecDeque<Fault>>>) {
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    faults: Arc<Mutex<VecDeque<Fault>>>,
+    stall_upload: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
@@ -197,6 +216,14 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, faults: Arc<Mutex<Ve
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
+    }
+    let multipart = String::from_utf8_lossy(&head)
+        .to_ascii_lowercase()
+        .contains("content-type: multipart/");
+    if multipart && stall_upload.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        // Take nothing more and answer nothing: the upload hangs until the client gives up.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return;
     }
     let fault = if head.starts_with(b"GET ") {
         None
