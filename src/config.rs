@@ -85,6 +85,9 @@ pub struct ClassroomConfig {
     pub latency_budget_ms: u64,
     /// Where the box keeps its state. Unset: `$STATE_DIRECTORY`, else XDG state dir.
     pub state_dir: Option<PathBuf>,
+    /// The class list for attendance: `"id:Full Name"` (or just `"id"`) per student;
+    /// the id is the student's LMS user id or account name.
+    pub roster: Vec<String>,
 }
 
 impl Default for ClassroomConfig {
@@ -96,6 +99,7 @@ impl Default for ClassroomConfig {
             display: DisplayMode::Auto,
             latency_budget_ms: 400,
             state_dir: None,
+            roster: Vec::new(),
         }
     }
 }
@@ -243,6 +247,26 @@ impl std::fmt::Debug for LmsConfig {
             .field("course_id", &self.course_id)
             .field("lesson_share_percent", &self.lesson_share_percent)
             .finish_non_exhaustive()
+    }
+}
+
+/// `"id:Full Name"` or `"id"`.
+fn parse_student(entry: &str) -> crate::lms::Student {
+    match entry.split_once(':') {
+        Some((id, name)) => crate::lms::Student {
+            id: id.trim().to_string(),
+            name: Some(name.trim().to_string()).filter(|n| !n.is_empty()),
+        },
+        None => crate::lms::Student {
+            id: entry.trim().to_string(),
+            name: None,
+        },
+    }
+}
+
+impl ClassroomConfig {
+    pub fn roster(&self) -> Vec<crate::lms::Student> {
+        self.roster.iter().map(|e| parse_student(e)).collect()
     }
 }
 
@@ -563,6 +587,17 @@ impl Config {
         }
         if self.relay.max_connections == 0 {
             return Err(("relay.max_connections", "must be at least 1".into()));
+        }
+        for entry in &self.classroom.roster {
+            let student = parse_student(entry);
+            let probe = crate::lms::Event::Grade {
+                assignment: "x".into(),
+                student,
+                grade: "1".into(),
+            };
+            probe
+                .validate()
+                .map_err(|e| ("classroom.roster", format!("{entry:?}: {e}")))?;
         }
         self.lms.validate()
     }

@@ -72,7 +72,13 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<Ex
             let stats = Arc::new(LessonStats::default());
             classbox::media::init()?;
             let profile = classbox::media::probe::choose(&config.media.profile)?;
-            let web = roles::classroom::bind_web(&config, stats.clone(), &profile.name).await?;
+            let config_path = cli
+                .config
+                .clone()
+                .unwrap_or_else(|| classbox::config::DEFAULT_PATH.into());
+            let web =
+                roles::classroom::bind_web(&config, config_path, stats.clone(), &profile.name)
+                    .await?;
             tracing::info!("web page on http://{}/", web.local_addr()?);
             roles::classroom::run(&config, stats, Some(web), shutdown).await?;
         }

@@ -22,10 +22,12 @@ pub fn init(verbose: bool) {
     {
         let _ = tracing_subscriber::registry()
             .with(JournalLayer { journal }.with_filter(filter))
+            .with(RecentLayer.with_filter(EnvFilter::new("info,moq_net=error,quinn=warn")))
             .try_init();
         return;
     }
     let _ = tracing_subscriber::registry()
+        .with(RecentLayer.with_filter(EnvFilter::new("info,moq_net=error,quinn=warn")))
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -33,6 +35,47 @@ pub fn init(verbose: bool) {
                 .with_filter(filter),
         )
         .try_init();
+}
+
+/// The last lines logged (info and above), for the page's diagnostics and the support
+/// bundle. Fields are kept as logged: nothing secret is ever logged.
+static RECENT: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const RECENT_LINES: usize = 300;
+
+pub fn recent_logs() -> Vec<String> {
+    RECENT
+        .lock()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+struct RecentLayer;
+
+impl<S: tracing::Subscriber> Layer<S> for RecentLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut line = format!(
+            "{} {:5} {}",
+            crate::lms::xapi::rfc3339(crate::frame::unix_micros() as i64 / 1000),
+            event.metadata().level(),
+            fields.message
+        );
+        for (k, v) in &fields.extra {
+            let _ = write!(line, " {}={v}", k.to_ascii_lowercase());
+        }
+        if let Ok(mut recent) = RECENT.lock() {
+            if recent.len() >= RECENT_LINES {
+                recent.pop_front();
+            }
+            recent.push_back(line);
+        }
+    }
 }
 
 /// Forwards each event to the journal: the message as MESSAGE, every field (room,

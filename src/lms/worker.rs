@@ -202,6 +202,13 @@ impl SyncWorker {
         }
     }
 
+    /// Report into `status` (the page's handle) instead of a private one.
+    pub fn with_status(mut self, status: Arc<Mutex<SyncStatus>>) -> Self {
+        *status.lock().expect("status lock") = self.status.lock().expect("status lock").clone();
+        self.status = status;
+        self
+    }
+
     pub fn wake_on_link(mut self, link_up: watch::Receiver<bool>) -> Self {
         self.link_up = Some(link_up);
         self

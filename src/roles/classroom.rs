@@ -18,7 +18,7 @@ use crate::{
     transport::{
         TEACHER_BROADCAST, catalog::Catalog, link::Link, report::ReportPublisher, subscribe,
     },
-    web::{PageInfo, WebServer, WebState},
+    web::{WebServer, WebState},
 };
 
 /// Run the classroom until `shutdown`. `web`: a bound page server to run alongside.
@@ -42,6 +42,13 @@ pub async fn run(
         let shutdown = shutdown.clone();
         async move { stats.run_sampler(shutdown).await }
     })];
+    // The page's outbox and sync-status handles, shared with the worker below.
+    let shared = web.as_ref().and_then(|w| {
+        w.state()
+            .outbox
+            .clone()
+            .map(|o| (o, w.state().sync.clone()))
+    });
     if let Some(web) = web {
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -71,8 +78,12 @@ pub async fn run(
         }
     }));
 
-    // The LMS outbox and its sync worker, which yields to the lesson.
-    let outbox = super::outbox::open(config).await?;
+    // The LMS outbox and its sync worker, which yields to the lesson. With a page, they
+    // share the page's handles (it shows the queue and the worker's state).
+    let (outbox, sync_status) = match shared {
+        Some(shared) => shared,
+        None => (super::outbox::open(config).await?, Default::default()),
+    };
     let (load_tx, load) = tokio::sync::watch::channel(crate::lms::LessonLoad::default());
     let (link_up_tx, link_up) = tokio::sync::watch::channel(false);
     tasks.push(tokio::spawn({
@@ -96,7 +107,7 @@ pub async fn run(
     }));
     if let Some(worker) = super::outbox::worker(config, &outbox, load)? {
         let shutdown = shutdown.clone();
-        let worker = worker.wake_on_link(link_up);
+        let worker = worker.wake_on_link(link_up).with_status(sync_status);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = worker.run(shutdown).await {
                 tracing::error!(error = %e, "LMS sync stopped");
@@ -242,23 +253,17 @@ async fn play_lesson(
     }
 }
 
-/// Bind the page server for `config` (the caller prints or logs the URL).
+/// Bind the page server for `config` (the caller prints or logs the URL). The set-up
+/// wizard writes `config_path`.
 pub async fn bind_web(
     config: &Config,
+    config_path: std::path::PathBuf,
     stats: Arc<LessonStats>,
     profile: &str,
 ) -> anyhow::Result<WebServer> {
     let addr: SocketAddr = config.classroom.web_listen.parse()?;
-    let state = WebState {
-        stats,
-        info: PageInfo {
-            classroom: config.classroom.name.clone(),
-            room: config.link.room.clone(),
-            relay: config.link.relay.clone().unwrap_or_default(),
-            profile: profile.to_string(),
-            version: env!("CARGO_PKG_VERSION"),
-        },
-    };
+    let state_dir = crate::state::dir(config.classroom.state_dir.as_deref(), "classroom");
+    let state = WebState::new(config, config_path, stats, profile, &state_dir).await?;
     WebServer::bind(addr, state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (classroom.web_listen): {e}"))

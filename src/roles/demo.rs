@@ -31,20 +31,31 @@ pub async fn run(args: &DemoArgs, shutdown: CancellationToken) -> anyhow::Result
 
     let classroom_stats = Arc::new(LessonStats::default());
     let teacher_stats = Arc::new(LessonStats::default());
-    let web = match super::classroom::bind_web(&classroom, classroom_stats.clone(), &profile.name)
-        .await
+    let web = match super::classroom::bind_web(
+        &classroom,
+        state.path().join("classbox.toml"),
+        classroom_stats.clone(),
+        &profile.name,
+    )
+    .await
     {
         Ok(web) => web,
         Err(e) => {
             // The usual port may be taken; any free port will do for a demo.
             tracing::warn!(error = %e, "using a free port for the demo page instead");
             classroom.classroom.web_listen = "127.0.0.1:0".into();
-            super::classroom::bind_web(&classroom, classroom_stats.clone(), &profile.name).await?
+            super::classroom::bind_web(
+                &classroom,
+                state.path().join("classbox.toml"),
+                classroom_stats.clone(),
+                &profile.name,
+            )
+            .await?
         }
     };
     println!("classbox demo: relay on {relay_addr} (sha256:{fingerprint})");
     println!(
-        "classbox demo: open http://{}/ to see the lesson status",
+        "classbox demo: open http://{}/ to see the lesson status (first choose a password: this demo's state is temporary)",
         web.local_addr()?
     );
     println!("classbox demo: press Ctrl-C to stop");

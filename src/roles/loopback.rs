@@ -14,6 +14,8 @@ use crate::{
 
 pub struct LoopbackRelay {
     pub addr: SocketAddr,
+    /// Where the relay's state lives; clients get state dirs beside it.
+    pub state_dir: std::path::PathBuf,
     pub fingerprint: String,
     pub key: TokenKey,
     pub task: JoinHandle<()>,
@@ -35,6 +37,7 @@ impl LoopbackRelay {
         let key = settings.key.clone();
         let relay = Relay::bind(settings)?;
         Ok(Self {
+            state_dir: state_dir.to_path_buf(),
             addr: relay.local_addr()?,
             fingerprint: relay.fingerprint().to_string(),
             key,
@@ -52,6 +55,12 @@ impl LoopbackRelay {
         c.link.room = room.into();
         c.link.token = Some(self.key.issue(room, role, Duration::from_secs(24 * 3600)));
         c.link.max_backoff_secs = 1;
+        // Each client's own state (outbox, admin password) beside the relay's, never the
+        // user's real state directory.
+        c.classroom.state_dir = Some(
+            self.state_dir
+                .join(format!("client-{}", rand::random::<u32>())),
+        );
         c
     }
 }
