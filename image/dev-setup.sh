@@ -4,7 +4,7 @@
 #
 #   image/dev-setup.sh          build + run dependencies (GStreamer, a Rust toolchain)
 #   image/dev-setup.sh --test   the same, plus what the test suite needs (moq-relay,
-#                               Node.js and the test LRS)
+#                               Chromium + chromedriver, Node.js and the test LRS)
 set -euo pipefail
 
 want_test=0
@@ -63,6 +63,15 @@ if [ "$want_test" = 1 ]; then
     say "building moq-relay 0.17.10 (first time only; several minutes)"
     # Not --locked: one locked crate version is missing from the registry.
     cargo install moq-relay --version 0.17.10 --no-default-features --features noq
+  fi
+
+  # A real browser for the page tests: Debian's Chromium and its WebDriver.
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    say "installing Chromium and chromedriver (page tests)"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
+  else
+    say "Chromium present"
   fi
 
   # A real LRS for the LMS outbox tests (Learning Locker's xapi-statements, pinned by

@@ -17,6 +17,7 @@ use classbox::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
 pub mod lms;
 
 /// Poll an async condition until it holds; panics after `limit` (a hang guard, not a
