@@ -116,7 +116,7 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
     let waiting = browser.text("table").await;
     for s in ["s1", "s2", "s3"] {
         assert!(
-            waiting.contains(&format!("attendance/maths-4b-"))
+            waiting.contains("attendance/maths-4b-")
                 && waiting.contains(&format!("/{s}")),
             "{waiting}"
         );
