@@ -88,6 +88,8 @@ pub struct ClassroomConfig {
     /// The class list for attendance: `"id:Full Name"` (or just `"id"`) per student;
     /// the id is the student's LMS user id or account name.
     pub roster: Vec<String>,
+    /// A class code students enter to watch the lesson on the LAN; empty: open to the LAN.
+    pub watch_code: String,
 }
 
 impl Default for ClassroomConfig {
@@ -100,6 +102,7 @@ impl Default for ClassroomConfig {
             latency_budget_ms: 400,
             state_dir: None,
             roster: Vec::new(),
+            watch_code: String::new(),
         }
     }
 }
@@ -587,6 +590,13 @@ impl Config {
         }
         if self.relay.max_connections == 0 {
             return Err(("relay.max_connections", "must be at least 1".into()));
+        }
+        let code = &self.classroom.watch_code;
+        if !code.is_empty() && !(4..=64).contains(&code.chars().count()) {
+            return Err((
+                "classroom.watch_code",
+                "4 to 64 characters, or empty for no code".into(),
+            ));
         }
         for entry in &self.classroom.roster {
             let student = parse_student(entry);

@@ -101,6 +101,33 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
     assert!(video.ends_with("kbit/s") && video != "0 kbit/s", "{video}");
     browser.screenshot(&shot("status")).await;
 
+    // A student's tablet on the LAN: the Watch page plays the lesson (remuxed, no
+    // transcoding) and its video advances.
+    browser.goto(&format!("{page}/watch")).await;
+    browser
+        .wait_text("#state", "the Watch page", |t| t == "Live.")
+        .await;
+    let started = std::time::Instant::now();
+    let first = loop {
+        let t = video_position(&browser).await;
+        if t > 0.5 {
+            break t;
+        }
+        let err = browser.script("const v = document.getElementById('lesson'); return String(v.error && v.error.message) + ' ready ' + v.readyState;").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the lesson video does not play: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = video_position(&browser).await;
+    assert!(
+        later > first + 1.0,
+        "the video advances: {first} -> {later}"
+    );
+    browser.screenshot(&shot("watch")).await;
+
     // Attendance with the LMS unreachable: saved at once, waiting in the queue.
     browser.goto(&format!("{page}/attendance")).await;
     browser.click("input[name='s.s1'][value='present']").await;
@@ -116,8 +143,7 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
     let waiting = browser.text("table").await;
     for s in ["s1", "s2", "s3"] {
         assert!(
-            waiting.contains("attendance/maths-4b-")
-                && waiting.contains(&format!("/{s}")),
+            waiting.contains("attendance/maths-4b-") && waiting.contains(&format!("/{s}")),
             "{waiting}"
         );
     }
@@ -146,4 +172,12 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), classroom).await;
     relay.stop().await;
+}
+
+async fn video_position(browser: &Browser) -> f64 {
+    browser
+        .script("return document.getElementById('lesson').currentTime;")
+        .await
+        .as_f64()
+        .unwrap_or(0.0)
 }

@@ -13,6 +13,7 @@ pub mod display;
 pub mod encoder;
 pub mod pipeline;
 pub mod probe;
+pub mod rebroadcast;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -40,6 +41,8 @@ pub enum MediaError {
         source_name: String,
         message: String,
     },
+    #[error("too busy: {0}")]
+    Busy(String),
 }
 
 /// Initialise GStreamer once per process.

@@ -21,6 +21,11 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         include_str!("../../gst-pipelines/software/classroom.pipeline"),
     ),
     (
+        "lan",
+        "watch",
+        include_str!("../../gst-pipelines/lan/watch.pipeline"),
+    ),
+    (
         "baseline",
         "srt-sender",
         include_str!("../../gst-pipelines/baseline/srt-sender.pipeline"),
@@ -37,7 +42,7 @@ pub fn built_in_profiles() -> Vec<&'static str> {
     let mut names: Vec<_> = BUILT_IN
         .iter()
         .map(|(p, _, _)| *p)
-        .filter(|p| *p != "baseline")
+        .filter(|p| *p != "baseline" && *p != "lan")
         .collect();
     names.dedup();
     names

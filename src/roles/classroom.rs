@@ -42,6 +42,8 @@ pub async fn run(
         let shutdown = shutdown.clone();
         async move { stats.run_sampler(shutdown).await }
     })];
+    // The lesson re-served to the LAN (the page's Watch), when there is a page.
+    let lan = web.as_ref().map(|w| w.state().watch.clone());
     // The page's outbox and sync-status handles, shared with the worker below.
     let shared = web.as_ref().and_then(|w| {
         w.state()
@@ -183,6 +185,7 @@ pub async fn run(
             current,
             config.latency_budget(),
             stats.clone(),
+            lan.clone(),
         )));
     }
 
@@ -233,6 +236,7 @@ async fn play_lesson(
     display: Arc<Display>,
     budget: std::time::Duration,
     stats: Arc<LessonStats>,
+    lan: Option<Arc<crate::media::rebroadcast::LanFeed>>,
 ) {
     let (tx, mut rx) = mpsc::channel(64);
     let video = subscribe::forward_track(&broadcast, TrackKind::Video, budget, tx.clone(), &stats);
@@ -240,6 +244,9 @@ async fn play_lesson(
     let audio = subscribe::forward_track(&broadcast, TrackKind::Audio, budget, tx, &stats);
     let feed = async {
         while let Some(frame) = rx.recv().await {
+            if let Some(lan) = &lan {
+                lan.publish(&frame);
+            }
             if let Err(e) = display.push(frame) {
                 tracing::warn!(error = %e, "display refused a frame");
             }

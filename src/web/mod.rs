@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod pages;
 mod setup;
+mod watch;
 
 use std::{
     net::SocketAddr,
@@ -62,6 +63,9 @@ pub struct WebState {
     pub limiter: Arc<LoginLimiter>,
     /// The config file the wizard writes (the one the daemon was started with).
     pub config_path: PathBuf,
+    /// The lesson for LAN viewers, and the class code they need (empty: none).
+    pub watch: Arc<crate::media::rebroadcast::LanFeed>,
+    pub watch_code: String,
 }
 
 impl WebState {
@@ -93,6 +97,10 @@ impl WebState {
             sessions: Default::default(),
             limiter: Default::default(),
             config_path,
+            watch: Arc::new(crate::media::rebroadcast::LanFeed::new(
+                config.media.pipelines_dir.clone(),
+            )),
+            watch_code: config.classroom.watch_code.clone(),
         })
     }
 }
@@ -110,6 +118,8 @@ pub fn app(state: WebState) -> Router {
         .route("/attendance", get(attendance_page).post(attendance_submit))
         .route("/queue", get(queue_page))
         .route("/queue/retry", post(queue_retry))
+        .route("/watch", get(watch::page).post(watch::enter_code))
+        .route("/watch/stream", get(watch::stream))
         .route("/diagnostics", get(diagnostics_page))
         .route("/diagnostics/bundle", get(support_bundle))
         .route(

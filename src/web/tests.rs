@@ -380,3 +380,55 @@ async fn attendance_is_queued_at_once_and_bad_values_queue_nothing() {
     assert_eq!(v["now"]["link"]["state"], "idle");
     assert!(!status.body.contains("secret"));
 }
+
+#[tokio::test]
+async fn the_watch_page_is_open_to_the_lan_or_behind_the_class_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut open = state(dir.path()).await;
+    let app_open = super::app(open.clone());
+    let page = call(&app_open, get("/watch", None)).await;
+    assert!(
+        page.body.contains("id=\"lesson\""),
+        "open: the player, no login"
+    );
+    let no_lesson = call(&app_open, get("/watch/stream", None)).await;
+    assert_eq!(no_lesson.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    open.watch_code = "blue-falcon".into();
+    let app = super::app(open);
+    let page = call(&app, get("/watch", None)).await;
+    assert!(page.body.contains("Class code") && !page.body.contains("id=\"lesson\""));
+    assert_eq!(
+        call(&app, get("/watch/stream", None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = call(&app, post("/watch", None, &[("code", "red-falcon")])).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("not the class code") && !wrong.body.contains("blue-falcon"));
+    let right = call(&app, post("/watch", None, &[("code", "blue-falcon")])).await;
+    let cookie = right
+        .headers
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        !cookie.contains("blue-falcon"),
+        "the code itself is not the cookie"
+    );
+    assert!(
+        call(&app, get("/watch", Some(&cookie)))
+            .await
+            .body
+            .contains("id=\"lesson\"")
+    );
+    assert_eq!(
+        call(&app, get("/watch/stream", Some(&cookie))).await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "allowed; no lesson yet"
+    );
+}
