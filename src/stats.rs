@@ -92,6 +92,15 @@ pub struct LessonStats {
     video: TrackCounters,
     audio: TrackCounters,
     history: Mutex<VecDeque<Snapshot>>,
+    media: Mutex<MediaState>,
+}
+
+/// Which pipeline profile decodes the lesson, and why it changed (for the page).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MediaState {
+    pub profile: String,
+    /// Set when the box had to fall back (a hardware element failed).
+    pub notice: Option<String>,
 }
 
 impl Default for LessonStats {
@@ -105,6 +114,7 @@ impl Default for LessonStats {
             arrivals: Default::default(),
             timeline: Default::default(),
             sender: Default::default(),
+            media: Default::default(),
         }
     }
 }
@@ -399,6 +409,14 @@ impl LessonStats {
     }
 
     /// The newest sample (or a fresh one before the sampler's first tick).
+    pub fn set_media(&self, state: MediaState) {
+        *self.media.lock().expect("stats lock") = state;
+    }
+
+    pub fn media(&self) -> MediaState {
+        self.media.lock().expect("stats lock").clone()
+    }
+
     pub fn latest(&self) -> Snapshot {
         let history = self.history.lock().expect("stats lock");
         history.back().cloned().unwrap_or_else(|| self.sample(None))

@@ -169,6 +169,29 @@ fn doctor_json_reports_profile_and_elements() {
             .starts_with("GStreamer")
     );
     assert_eq!(v["media"]["profile"]["Ok"]["name"], "software");
+    // Every profile is accounted for, with the reason it was or was not taken.
+    let profiles = v["media"]["profiles"].as_array().unwrap();
+    let names: Vec<&str> = profiles
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pi5", "pi4", "vaapi", "nvidia", "software"]);
+    for p in profiles {
+        assert!(!p["why"].as_str().unwrap().is_empty(), "{p}");
+    }
+    assert_eq!(profiles[4]["usable"], true);
+    assert!(
+        profiles[1]["why"]
+            .as_str()
+            .unwrap()
+            .contains("not a Raspberry Pi 4")
+    );
+    assert!(
+        v["media"]["profile"]["Ok"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not taken")
+    );
     let found: Vec<&str> = v["media"]["elements"]
         .as_array()
         .unwrap()

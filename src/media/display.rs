@@ -76,15 +76,19 @@ impl Display {
         errors: Option<tokio::sync::mpsc::UnboundedSender<MediaError>>,
     ) -> Result<Self, MediaError> {
         let (video_sink, audio_sink) = match settings.output {
-            Output::Window => ("autovideosink sync=false", "autoaudiosink sync=false"),
+            // The profile's screen sink: kmssink on a Pi's console, a desktop sink elsewhere.
+            Output::Window => (
+                format!("{} sync=false", profile.window_sink),
+                "autoaudiosink sync=false",
+            ),
             Output::Headless => (
-                "fakesink name=video_sink sync=false",
+                "fakesink name=video_sink sync=false".to_string(),
                 "fakesink name=audio_sink sync=false",
             ),
         };
         let vars = BTreeMap::from([
             ("H264_DECODER", profile.decoder_launch().to_string()),
-            ("VIDEO_SINK", video_sink.to_string()),
+            ("VIDEO_SINK", video_sink),
             ("AUDIO_SINK", audio_sink.to_string()),
             ("AUDIO_RATE", settings.audio_rate.to_string()),
             ("AUDIO_CHANNELS", settings.audio_channels.to_string()),

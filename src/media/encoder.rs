@@ -81,6 +81,9 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
 pub const H264_DECODERS: &[(&str, &str)] = &[
     ("avdec_h264", "avdec_h264 name=video_decoder max-threads=1"),
     ("openh264dec", "openh264dec name=video_decoder"),
+    ("v4l2h264dec", "v4l2h264dec name=video_decoder"),
+    ("vah264dec", "vah264dec name=video_decoder"),
+    ("nvh264dec", "nvh264dec name=video_decoder"),
 ];
 
 pub fn quirks(element: &str) -> Option<&'static EncoderQuirks> {

@@ -9,7 +9,7 @@ use gstreamer::prelude::*;
 use super::MediaError;
 
 /// The descriptions compiled into the binary, by (profile, role).
-const BUILT_IN: &[(&str, &str, &str)] = &[
+pub const BUILT_IN: &[(&str, &str, &str)] = &[
     (
         "software",
         "teacher",
@@ -19,6 +19,46 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         "software",
         "classroom",
         include_str!("../../gst-pipelines/software/classroom.pipeline"),
+    ),
+    (
+        "pi4",
+        "teacher",
+        include_str!("../../gst-pipelines/pi4/teacher.pipeline"),
+    ),
+    (
+        "pi4",
+        "classroom",
+        include_str!("../../gst-pipelines/pi4/classroom.pipeline"),
+    ),
+    (
+        "pi5",
+        "teacher",
+        include_str!("../../gst-pipelines/pi5/teacher.pipeline"),
+    ),
+    (
+        "pi5",
+        "classroom",
+        include_str!("../../gst-pipelines/pi5/classroom.pipeline"),
+    ),
+    (
+        "vaapi",
+        "teacher",
+        include_str!("../../gst-pipelines/vaapi/teacher.pipeline"),
+    ),
+    (
+        "vaapi",
+        "classroom",
+        include_str!("../../gst-pipelines/vaapi/classroom.pipeline"),
+    ),
+    (
+        "nvidia",
+        "teacher",
+        include_str!("../../gst-pipelines/nvidia/teacher.pipeline"),
+    ),
+    (
+        "nvidia",
+        "classroom",
+        include_str!("../../gst-pipelines/nvidia/classroom.pipeline"),
     ),
     (
         "lan",

@@ -1,8 +1,10 @@
 //! What this machine's GStreamer has, and which pipeline profile to use.
 //!
-//! The probe checks element factories. Hardware profiles (issue: hardware codecs) also
-//! need a one-buffer test of the device; until those profiles exist, the software
-//! profile is the one chosen, and the report says what hardware elements are present.
+//! `auto` tries the profiles best first (Raspberry Pi 5, Pi 4, VA-API, NVIDIA, then
+//! software). A profile is taken when the machine is its board (Pi), its elements are
+//! registered, and, for hardware codecs, a one-buffer test pipeline actually encodes and
+//! decodes (a plugin can register its elements on a machine without the device).
+//! `media.profile` forces one. The report says why each was or was not taken.
 
 use gstreamer as gst;
 use serde::Serialize;
@@ -99,12 +101,79 @@ pub struct ElementPresence {
     pub present: bool,
 }
 
+/// A platform profile: its pipeline directory, the elements that fill it (in order of
+/// preference), and how to tell it applies to this machine.
+#[derive(Debug)]
+pub struct ProfileSpec {
+    pub name: &'static str,
+    pub encoders: &'static [&'static str],
+    pub decoders: &'static [&'static str],
+    /// Other elements its pipelines need.
+    pub needs: &'static [&'static str],
+    /// Where the lesson is shown when there is a screen.
+    pub window_sink: &'static str,
+    /// A substring of /proc/device-tree/model this profile is for (None: any machine).
+    pub board: Option<&'static str>,
+    /// Whether a device must answer a one-buffer test (hardware codecs).
+    pub device_test: bool,
+}
+
+/// In the order `auto` tries them; software last, always possible.
+pub const PROFILES: &[ProfileSpec] = &[
+    ProfileSpec {
+        name: "pi5",
+        encoders: &["x264enc"],
+        decoders: &["avdec_h264"],
+        needs: &["kmssink"],
+        window_sink: "kmssink",
+        board: Some("Raspberry Pi 5"),
+        device_test: false,
+    },
+    ProfileSpec {
+        name: "pi4",
+        encoders: &["v4l2h264enc"],
+        decoders: &["v4l2h264dec"],
+        needs: &["kmssink"],
+        window_sink: "kmssink",
+        board: Some("Raspberry Pi 4"),
+        device_test: true,
+    },
+    ProfileSpec {
+        name: "vaapi",
+        encoders: &["vah264enc", "x264enc", "openh264enc"],
+        decoders: &["vah264dec"],
+        needs: &["vapostproc"],
+        window_sink: "autovideosink",
+        board: None,
+        device_test: true,
+    },
+    ProfileSpec {
+        name: "nvidia",
+        encoders: &["nvh264enc"],
+        decoders: &["nvh264dec"],
+        needs: &[],
+        window_sink: "autovideosink",
+        board: None,
+        device_test: true,
+    },
+    ProfileSpec {
+        name: "software",
+        encoders: &["x264enc", "openh264enc"],
+        decoders: &["avdec_h264", "openh264dec"],
+        needs: &[],
+        window_sink: "autovideosink",
+        board: None,
+        device_test: false,
+    },
+];
+
 /// The chosen profile: which description directory, and which elements fill it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
     pub name: String,
     pub h264_encoder: &'static str,
     pub h264_decoder: &'static str,
+    pub window_sink: &'static str,
     pub reason: String,
 }
 
@@ -121,12 +190,26 @@ impl Profile {
             .map(|(_, launch)| *launch)
             .expect("profiles only name decoders from the table")
     }
+
+    pub fn is_software(&self) -> bool {
+        self.name == "software"
+    }
+}
+
+/// Why each profile was or was not taken (for `doctor` and the page).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileCheck {
+    pub name: &'static str,
+    pub usable: bool,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
     pub gstreamer_version: String,
+    pub board: Option<String>,
     pub elements: Vec<ElementPresence>,
+    pub profiles: Vec<ProfileCheck>,
     pub profile: Result<Profile, String>,
 }
 
@@ -134,68 +217,176 @@ pub fn has(element: &str) -> bool {
     gst::ElementFactory::find(element).is_some()
 }
 
-/// Choose a profile. `forced` is `media.profile` ("auto" probes).
-pub fn choose(forced: &str) -> Result<Profile, MediaError> {
-    if forced != "auto" && !super::pipeline::built_in_profiles().contains(&forced) {
-        return Err(MediaError::NoProfile(format!(
-            "media.profile = \"{forced}\" is not one of: auto, {}",
-            super::pipeline::built_in_profiles().join(", ")
-        )));
+/// The board's model from the device tree (Raspberry Pi and other ARM boards).
+pub fn board() -> Option<String> {
+    std::fs::read_to_string("/proc/device-tree/model")
+        .ok()
+        .map(|m| m.trim_end_matches('\0').trim().to_string())
+}
+
+/// Run a tiny pipeline to its end: does the element really work on this machine? An
+/// installed plugin may register a factory while the device behind it is absent.
+pub fn one_buffer_test(description: &str) -> Result<(), String> {
+    use gst::prelude::*;
+    let pipeline = gst::parse::launch(description).map_err(|e| e.to_string())?;
+    let bus = pipeline.bus().ok_or("no bus")?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("would not start: {e}"))?;
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(5),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Error(e)) => Err(e.error().to_string()),
+        _ => Err("no result within 5 s".into()),
     }
-    let missing: Vec<&str> = SOFTWARE_BASE.iter().copied().filter(|e| !has(e)).collect();
-    if !missing.is_empty() {
-        return Err(MediaError::NoProfile(format!(
-            "GStreamer elements missing: {} (install gstreamer1.0-plugins-base/-good/-bad; see image/dev-setup.sh)",
-            missing.join(", ")
-        )));
+}
+
+/// Check one profile: its board, its elements, and (for hardware) a one-buffer test.
+fn check(spec: &ProfileSpec, board: Option<&str>) -> Result<(&'static str, &'static str), String> {
+    if let Some(want) = spec.board
+        && !board.is_some_and(|b| b.contains(want))
+    {
+        return Err(format!("not a {want}"));
     }
-    let encoder = encoder::H264_ENCODERS
+    let missing: Vec<&str> = SOFTWARE_BASE
         .iter()
-        .filter(|q| !q.hardware)
-        .find(|q| has(q.element))
-        .ok_or_else(|| {
-            MediaError::NoProfile(
-                "no H.264 encoder: install gstreamer1.0-plugins-ugly (x264enc)".into(),
-            )
-        })?;
-    let decoder = encoder::H264_DECODERS
-        .iter()
-        .find(|(name, _)| has(name))
-        .ok_or_else(|| {
-            MediaError::NoProfile(
-                "no H.264 decoder: install gstreamer1.0-libav (avdec_h264)".into(),
-            )
-        })?;
-    let hardware: Vec<&str> = encoder::H264_ENCODERS
-        .iter()
-        .filter(|q| q.hardware && has(q.element))
-        .map(|q| q.element)
+        .chain(spec.needs)
+        .copied()
+        .filter(|e| !has(e))
         .collect();
-    let reason = if forced == "auto" {
-        let hw = if hardware.is_empty() {
-            "no hardware H.264 elements registered".to_string()
+    if !missing.is_empty() {
+        return Err(format!("elements missing: {}", missing.join(", ")));
+    }
+    let encoder = spec
+        .encoders
+        .iter()
+        .copied()
+        .find(|e| has(e))
+        .ok_or_else(|| format!("no encoder ({})", spec.encoders.join(" or ")))?;
+    let decoder = spec
+        .decoders
+        .iter()
+        .copied()
+        .find(|e| has(e))
+        .ok_or_else(|| format!("no decoder ({})", spec.decoders.join(" or ")))?;
+    if spec.device_test {
+        let raw = "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+        let enc = encoder::quirks(encoder)
+            .expect("quirk table")
+            .launch(300, 30);
+        if encoder::quirks(encoder).is_some_and(|q| q.hardware) {
+            one_buffer_test(&format!("{raw} ! {enc} ! h264parse ! fakesink"))
+                .map_err(|e| format!("{encoder} did not encode: {e}"))?;
+        }
+        let source = if has("x264enc") {
+            "x264enc tune=zerolatency"
         } else {
-            format!(
-                "hardware elements registered ({}) but no hardware profile is built in yet",
-                hardware.join(", ")
-            )
+            enc.as_str()
         };
-        format!(
-            "software: {hw}; {} encodes, {} decodes",
-            encoder.element, decoder.0
-        )
-    } else {
-        format!("forced by media.profile = \"{forced}\"")
-    };
-    Ok(Profile {
-        name: "software".into(),
-        h264_encoder: encoder.element,
-        h264_decoder: decoder.0,
-        reason,
-    })
+        let dec = encoder::H264_DECODERS
+            .iter()
+            .find(|(n, _)| *n == decoder)
+            .map(|(_, l)| *l)
+            .unwrap_or(decoder);
+        one_buffer_test(&format!("{raw} ! {source} ! h264parse ! {dec} ! fakesink"))
+            .map_err(|e| format!("{decoder} did not decode: {e}"))?;
+    }
+    Ok((encoder, decoder))
+}
+
+/// Choose a profile. `forced` is `media.profile` ("auto" probes, best first).
+pub fn choose(forced: &str) -> Result<Profile, MediaError> {
+    choose_with(forced, board().as_deref()).0
+}
+
+fn choose_with(
+    forced: &str,
+    board: Option<&str>,
+) -> (Result<Profile, MediaError>, Vec<ProfileCheck>) {
+    let mut checks = Vec::new();
+    if forced != "auto" && !PROFILES.iter().any(|p| p.name == forced) {
+        let names: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
+        let err = MediaError::NoProfile(format!(
+            "media.profile = \"{forced}\" is not one of: auto, {}",
+            names.join(", ")
+        ));
+        return (Err(err), checks);
+    }
+    let mut reasons = Vec::new();
+    for spec in PROFILES
+        .iter()
+        .filter(|p| forced == "auto" || p.name == forced)
+    {
+        // A forced profile skips the board check (an IT person knows the board).
+        let board = if forced == "auto" {
+            board
+        } else {
+            spec.board.or(board)
+        };
+        match check(spec, board) {
+            Ok((encoder, decoder)) => {
+                checks.push(ProfileCheck {
+                    name: spec.name,
+                    usable: true,
+                    why: format!("{encoder} encodes, {decoder} decodes"),
+                });
+                let reason = if forced != "auto" {
+                    format!(
+                        "forced by media.profile = \"{forced}\"; {encoder} encodes, {decoder} decodes"
+                    )
+                } else if reasons.is_empty() {
+                    format!("{}: {encoder} encodes, {decoder} decodes", spec.name)
+                } else {
+                    format!(
+                        "{}: {encoder} encodes, {decoder} decodes (not taken: {})",
+                        spec.name,
+                        reasons.join("; ")
+                    )
+                };
+                let profile = Profile {
+                    name: spec.name.into(),
+                    h264_encoder: encoder,
+                    h264_decoder: decoder,
+                    window_sink: spec.window_sink,
+                    reason,
+                };
+                // Report the rest too (doctor), without running more device tests.
+                for rest in PROFILES.iter().skip_while(|p| p.name != spec.name).skip(1) {
+                    checks.push(ProfileCheck {
+                        name: rest.name,
+                        usable: false,
+                        why: format!("not needed: {} is preferred", spec.name),
+                    });
+                }
+                return (Ok(profile), checks);
+            }
+            Err(why) => {
+                reasons.push(format!("{} ({why})", spec.name));
+                checks.push(ProfileCheck {
+                    name: spec.name,
+                    usable: false,
+                    why,
+                });
+            }
+        }
+    }
+    let hint = "install gstreamer1.0-plugins-base/-good/-bad/-ugly and gstreamer1.0-libav (see image/dev-setup.sh)";
+    (
+        Err(MediaError::NoProfile(format!(
+            "{}; {hint}",
+            reasons.join("; ")
+        ))),
+        checks,
+    )
 }
 
 pub fn report(forced: &str) -> ProbeReport {
+    let board = board();
+    let (profile, profiles) = choose_with(forced, board.as_deref());
     let mut elements = Vec::new();
     for (group, names) in INTERESTING {
         for element in *names {
@@ -208,7 +399,9 @@ pub fn report(forced: &str) -> ProbeReport {
     }
     ProbeReport {
         gstreamer_version: gst::version_string().to_string(),
+        board,
         elements,
-        profile: choose(forced).map_err(|e| e.to_string()),
+        profiles,
+        profile: profile.map_err(|e| e.to_string()),
     }
 }

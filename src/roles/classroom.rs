@@ -139,14 +139,73 @@ pub async fn run(
     let consumer = origin.consume();
     let mut announced = consumer.announced();
     let mut display: Option<(Catalog, Arc<Display>)> = None;
+    let mut display_errors: Option<mpsc::UnboundedReceiver<media::MediaError>> = None;
     let mut lesson: Option<JoinHandle<()>> = None;
+    let mut playing: Option<moq_net::broadcast::Consumer> = None;
+    // May change at run time: a failing hardware pipeline falls back to the built-in
+    // software one, and the lesson goes on.
+    let mut profile = profile;
+    let mut pipelines_dir = config.media.pipelines_dir.clone();
+    stats.set_media(crate::stats::MediaState {
+        profile: profile.name.clone(),
+        notice: None,
+    });
     loop {
-        let update = tokio::select! {
+        enum Step {
+            Update(moq_net::announce::Update),
+            DisplayFailed(media::MediaError),
+        }
+        let step = tokio::select! {
             _ = shutdown.cancelled() => break,
             update = announced.next() => match update {
-                Some(update) => update,
+                Some(update) => Step::Update(update),
                 None => break,
             },
+            Some(e) = next_error(&mut display_errors) => Step::DisplayFailed(e),
+        };
+        let update = match step {
+            Step::Update(update) => update,
+            Step::DisplayFailed(e) => {
+                let Some((catalog, _)) = display.take() else {
+                    continue;
+                };
+                display_errors = None;
+                if let Some(old) = lesson.take() {
+                    old.abort();
+                }
+                let notice = if profile.is_software() && pipelines_dir.is_none() {
+                    format!("The picture pipeline failed ({e}); it was restarted.")
+                } else {
+                    let was = profile.name.clone();
+                    profile = media::probe::choose("software")?;
+                    pipelines_dir = None;
+                    format!(
+                        "The {was} video pipeline failed ({e}); the lesson goes on with the built-in software one."
+                    )
+                };
+                tracing::warn!(%notice, "display pipeline failed");
+                stats.set_media(crate::stats::MediaState {
+                    profile: profile.name.clone(),
+                    notice: Some(notice),
+                });
+                let Some(broadcast) = playing.clone() else {
+                    continue;
+                };
+                let (d, errors) =
+                    start_display(&profile, pipelines_dir.clone(), &catalog, output, &stats)
+                        .await?;
+                let d = Arc::new(d);
+                display = Some((catalog, d.clone()));
+                display_errors = Some(errors);
+                lesson = Some(tokio::spawn(play_lesson(
+                    broadcast,
+                    d,
+                    config.latency_budget(),
+                    stats.clone(),
+                    lan.clone(),
+                )));
+                continue;
+            }
         };
         if update.prefix.as_str() != TEACHER_BROADCAST {
             continue;
@@ -156,6 +215,7 @@ pub async fn run(
         }
         if !update.kind.is_active() {
             tracing::info!("teacher went offline; waiting");
+            playing = None;
             record_lesson(crate::lms::LessonEvent::Left).await;
             continue;
         }
@@ -175,9 +235,16 @@ pub async fn run(
         };
         let current = match display.take() {
             Some((c, d)) if c == catalog => d,
-            _ => Arc::new(start_display(&profile, &catalog, output, config, &stats).await?),
+            _ => {
+                let (d, errors) =
+                    start_display(&profile, pipelines_dir.clone(), &catalog, output, &stats)
+                        .await?;
+                display_errors = Some(errors);
+                Arc::new(d)
+            }
         };
         display = Some((catalog, current.clone()));
+        playing = Some(broadcast.clone());
         tracing::info!("lesson started");
         record_lesson(crate::lms::LessonEvent::Joined).await;
         lesson = Some(tokio::spawn(play_lesson(
@@ -201,13 +268,24 @@ pub async fn run(
     Ok(())
 }
 
+/// The next error of the current display (pending while there is none).
+async fn next_error(
+    errors: &mut Option<mpsc::UnboundedReceiver<media::MediaError>>,
+) -> Option<media::MediaError> {
+    match errors {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Start a display for `catalog`; its run-time errors arrive on the returned receiver.
 async fn start_display(
     profile: &Profile,
+    pipelines_dir: Option<std::path::PathBuf>,
     catalog: &Catalog,
     output: Output,
-    config: &Config,
     stats: &Arc<LessonStats>,
-) -> anyhow::Result<Display> {
+) -> anyhow::Result<(Display, mpsc::UnboundedReceiver<media::MediaError>)> {
     let audio = catalog
         .audio
         .clone()
@@ -216,18 +294,20 @@ async fn start_display(
             rate: 48_000,
             channels: 1,
         });
-    Ok(Display::start(
+    let (errors_tx, errors) = mpsc::unbounded_channel();
+    let display = Display::start(
         profile,
         &DisplaySettings {
             output,
             audio_rate: audio.rate,
             audio_channels: audio.channels,
-            pipelines_dir: config.media.pipelines_dir.clone(),
+            pipelines_dir,
         },
         stats.clone(),
-        None,
+        Some(errors_tx),
     )
-    .await?)
+    .await?;
+    Ok((display, errors))
 }
 
 /// Forward both tracks of one teacher broadcast into the display until it ends.

@@ -333,6 +333,7 @@ struct Status {
     latency_all: Option<crate::stats::LatencySummary>,
     queue: Option<crate::lms::QueueCounts>,
     sync: SyncStatus,
+    media: crate::stats::MediaState,
 }
 
 async fn current_status(state: &WebState) -> Status {
@@ -346,6 +347,7 @@ async fn current_status(state: &WebState) -> Status {
         latency_all: state.stats.latency_summary(),
         queue,
         sync: state.sync.lock().expect("sync status lock").clone(),
+        media: state.stats.media(),
     }
 }
 
