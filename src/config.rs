@@ -90,6 +90,13 @@ pub struct ClassroomConfig {
     pub roster: Vec<String>,
     /// A class code students enter to watch the lesson on the LAN; empty: open to the LAN.
     pub watch_code: String,
+    /// The classroom seen and heard by the teacher: `auto` (when a camera is found),
+    /// `camera`, `test` (test picture and tone) or `off`.
+    pub return_feed: String,
+    /// Its starting and highest video bitrate, kbit/s: less than the lesson's, since the
+    /// school's uplink is usually the weaker direction.
+    pub return_kbps: u32,
+    pub return_max_kbps: u32,
 }
 
 impl Default for ClassroomConfig {
@@ -103,6 +110,9 @@ impl Default for ClassroomConfig {
             state_dir: None,
             roster: Vec::new(),
             watch_code: String::new(),
+            return_feed: "auto".into(),
+            return_kbps: 300,
+            return_max_kbps: 800,
         }
     }
 }
@@ -122,6 +132,8 @@ pub struct TeacherConfig {
     /// Follow the classrooms' receiver reports along the rendition ladder (the
     /// picture size then comes from the ladder, starting near `video_kbps`).
     pub adaptive: bool,
+    /// Where the classrooms' return feeds are shown: auto, window or headless.
+    pub feed_display: DisplayMode,
 }
 
 impl Default for TeacherConfig {
@@ -135,6 +147,7 @@ impl Default for TeacherConfig {
             keyframe_interval: 30,
             test_sources: true,
             adaptive: true,
+            feed_display: DisplayMode::Auto,
         }
     }
 }
@@ -590,6 +603,23 @@ impl Config {
         }
         if self.relay.max_connections == 0 {
             return Err(("relay.max_connections", "must be at least 1".into()));
+        }
+        if !["auto", "camera", "test", "off"].contains(&self.classroom.return_feed.as_str()) {
+            return Err((
+                "classroom.return_feed",
+                format!(
+                    "{:?} is not one of auto, camera, test, off",
+                    self.classroom.return_feed
+                ),
+            ));
+        }
+        if self.classroom.return_kbps < 40
+            || self.classroom.return_kbps > self.classroom.return_max_kbps
+        {
+            return Err((
+                "classroom.return_kbps",
+                "from 40 up to classroom.return_max_kbps".into(),
+            ));
         }
         let code = &self.classroom.watch_code;
         if !code.is_empty() && !(4..=64).contains(&code.chars().count()) {

@@ -3,6 +3,7 @@
 
 use std::{
     collections::VecDeque,
+    sync::Arc,
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -93,6 +94,8 @@ pub struct LessonStats {
     audio: TrackCounters,
     history: Mutex<VecDeque<Snapshot>>,
     media: Mutex<MediaState>,
+    /// Return feeds: the teacher's, one per box; a box's own outgoing one as "return".
+    feeds: Mutex<std::collections::BTreeMap<String, Arc<LessonStats>>>,
 }
 
 /// Which pipeline profile decodes the lesson, and why it changed (for the page).
@@ -115,6 +118,7 @@ impl Default for LessonStats {
             timeline: Default::default(),
             sender: Default::default(),
             media: Default::default(),
+            feeds: Default::default(),
         }
     }
 }
@@ -409,6 +413,25 @@ impl LessonStats {
     }
 
     /// The newest sample (or a fresh one before the sampler's first tick).
+    /// The stats of return feed `id` (created on first use).
+    pub fn feed(&self, id: &str) -> Arc<LessonStats> {
+        self.feeds
+            .lock()
+            .expect("stats lock")
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn feeds(&self) -> Vec<(String, Arc<LessonStats>)> {
+        self.feeds
+            .lock()
+            .expect("stats lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub fn set_media(&self, state: MediaState) {
         *self.media.lock().expect("stats lock") = state;
     }

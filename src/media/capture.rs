@@ -21,6 +21,9 @@ pub struct CaptureSettings {
     pub keyframe_interval: u32,
     /// Moving test picture and a tone instead of a camera and microphone.
     pub test_sources: bool,
+    /// Show this text on a plain picture instead of the camera (a camera that went
+    /// away); the microphone stays.
+    pub slate: Option<String>,
     pub pipelines_dir: Option<PathBuf>,
 }
 
@@ -44,7 +47,20 @@ impl Capture {
         out: mpsc::Sender<Frame>,
         errors: Option<mpsc::UnboundedSender<MediaError>>,
     ) -> Result<Self, MediaError> {
-        let (video_source, audio_source) = if settings.test_sources {
+        let (video_source, audio_source) = if let Some(text) = &settings.slate {
+            let text: String = text.chars().filter(|c| !matches!(c, '"' | '\\')).collect();
+            let audio = if settings.test_sources {
+                "audiotestsrc is-live=true wave=silence"
+            } else {
+                "autoaudiosrc"
+            };
+            (
+                format!(
+                    "videotestsrc is-live=true pattern=black ! textoverlay text=\"{text}\" valignment=center halignment=center font-desc=\"Sans 28\""
+                ),
+                audio.to_string(),
+            )
+        } else if settings.test_sources {
             (
                 "videotestsrc is-live=true pattern=smpte horizontal-speed=2".to_string(),
                 "audiotestsrc is-live=true wave=sine freq=440 volume=0.3".to_string(),

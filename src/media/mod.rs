@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod capture;
+pub mod devices;
 pub mod display;
 pub mod encoder;
 pub mod pipeline;

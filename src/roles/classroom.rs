@@ -60,6 +60,17 @@ pub async fn run(
         }));
     }
     let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), false, shutdown.clone()));
+    // The classroom seen and heard by the teacher.
+    if let Some(test_sources) = super::return_feed::sources(config) {
+        tasks.push(tokio::spawn(super::return_feed::run(
+            config.clone(),
+            profile.clone(),
+            origin.clone(),
+            test_sources,
+            stats.feed("return"),
+            shutdown.clone(),
+        )));
+    }
     // Receiver reports back to the teacher's bitrate controller, four a second.
     let mut reports = ReportPublisher::new(&origin, &config.box_id())?;
     tasks.push(tokio::spawn({

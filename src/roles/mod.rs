@@ -8,6 +8,8 @@ pub mod doctor;
 pub mod loopback;
 pub mod outbox;
 pub mod relay;
+pub mod return_feed;
+pub mod sender;
 pub mod teacher;
 
 use std::time::Duration;

@@ -1,29 +1,25 @@
 //! Teacher: capture (gst) -> encode (gst) -> Frame -> publisher (moq-lite, QUIC) -> relay,
-//! and receiver reports from the classrooms -> ABR -> encoder bitrate and picture size.
+//! and receiver reports from the classrooms -> ABR -> encoder bitrate and picture size
+//! ([`AdaptiveSender`]). The other way: each classroom's return feed
+//! (`classroom/<box>/feed`) is decoded and shown, and reported on
+//! (`teacher/feedback/<box>`) so the box adapts it to its uplink.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use super::sender::{AdaptiveSender, SenderSettings};
 use crate::{
-    abr::{AbrSettings, Decision, ReceiverSet, ladder},
     config::Config,
+    frame::TrackKind,
     media::{
         self,
-        capture::{Capture, CaptureSettings},
+        display::{Display, DisplaySettings, Output},
+        probe::Profile,
     },
-    stats::{LessonStats, SenderState},
-    transport::{
-        TEACHER_BROADCAST,
-        catalog::{AudioInfo, Catalog, VideoInfo},
-        link::Link,
-        publish::BroadcastPublisher,
-        report,
-    },
+    stats::{LessonStats, ReportState},
+    transport::{CLASSROOM_BROADCAST, TEACHER_BROADCAST, link::Link, report, subscribe},
 };
 
 /// Run the teacher's end until `shutdown`. `stop_when_refused`: give up when the
@@ -42,142 +38,198 @@ pub async fn run(
     tracing::info!(profile = %profile.name, reason = %profile.reason, "teacher media profile");
 
     let t = &config.teacher;
-    // Adaptive: the ladder decides the picture; fixed: the config does.
-    let mut rung = t
-        .adaptive
-        .then(|| ladder::rung_for(t.video_kbps, None))
-        .flatten();
-    let (width, height, framerate) = match rung {
-        Some(r) => (r.width, r.height, r.framerate),
-        None => (t.width, t.height, t.framerate),
-    };
-    let catalog = Catalog {
-        version: Catalog::VERSION,
-        video: Some(VideoInfo {
-            codec: "h264".into(),
-            width,
-            height,
-            framerate,
-        }),
-        audio: Some(AudioInfo {
-            codec: "opus".into(),
-            rate: 48_000,
-            channels: 1,
-        }),
-    };
-
     // capture -> frames -> publisher (into the local origin) -> link (to the relay)
     let origin = super::spawn_origin();
-    let publisher = BroadcastPublisher::new(&origin, TEACHER_BROADCAST, &catalog)?;
-    let video_switch = publisher.video_switch();
-    let (frames_tx, frames_rx) = mpsc::channel(256);
-    let (errors_tx, mut errors_rx) = mpsc::unbounded_channel();
-    let capture = Capture::start(
+    let mut sender = AdaptiveSender::start(
         &profile,
-        &CaptureSettings {
-            width,
-            height,
-            framerate,
+        &origin,
+        SenderSettings {
+            broadcast: TEACHER_BROADCAST.into(),
+            width: t.width,
+            height: t.height,
+            framerate: t.framerate,
             video_kbps: t.video_kbps,
+            max_kbps: crate::abr::ladder::max_kbps(),
             audio_kbps: t.audio_kbps,
             keyframe_interval: t.keyframe_interval,
             test_sources: t.test_sources,
+            slate: None,
+            adaptive: t.adaptive,
             pipelines_dir: config.media.pipelines_dir.clone(),
         },
-        frames_tx,
-        Some(errors_tx),
+        stats.clone(),
     )
     .await?;
-    stats.set_sender(SenderState {
-        target_kbps: t.video_kbps,
-        rung: rung.map(|r| r.name.to_string()),
-        reason: None,
-    });
-
     let link_task = tokio::spawn(link.run(
         origin.clone(),
         stats.clone(),
         stop_when_refused,
         shutdown.clone(),
     ));
-    let mut publish_task = tokio::spawn({
-        let stats = stats.clone();
-        async move { publisher.run(frames_rx, &stats).await }
-    });
     // classrooms' reports -> controller
     let (reports_tx, mut reports_rx) = mpsc::channel(64);
     let reports_task = tokio::spawn(report::watch_reports(origin.clone(), reports_tx));
-    let mut receivers = ReceiverSet::new(AbrSettings {
-        start_kbps: t.video_kbps,
-        ..Default::default()
-    });
-    let started = tokio::time::Instant::now();
+    // classrooms' return feeds -> screen, and reports back about them
+    let feeds_task = tokio::spawn(watch_feeds(
+        origin.clone(),
+        profile.clone(),
+        Output::detect(t.feed_display),
+        config.latency_budget(),
+        config.media.pipelines_dir.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    ));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut applied = t.video_kbps;
 
     let result: anyhow::Result<()> = loop {
-        let reason = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            r = &mut publish_task => break r.map_err(anyhow::Error::from).and_then(|r| r.map_err(Into::into)),
-            Some(e) = errors_rx.recv() => break Err(anyhow::Error::from(e).context("capture failed")),
-            Some((box_id, report)) = reports_rx.recv() => {
-                if !receivers.knows(&box_id) {
-                    tracing::info!(%box_id, "classroom joined");
-                    capture.force_keyframe();
-                }
-                match receivers.on_report(started.elapsed(), &box_id, &report) {
-                    Decision::Decrease { to_kbps, reason } => {
-                        tracing::debug!(%box_id, to_kbps, %reason, "bitrate down");
-                        Some(reason)
-                    }
-                    _ => None,
-                }
-            }
-            _ = tick.tick() => {
-                receivers.on_tick(started.elapsed());
-                None
-            }
-        };
-        if !t.adaptive {
-            continue;
+            r = &mut sender.publish_task => break r.map_err(anyhow::Error::from).and_then(|r| r.map_err(Into::into)),
+            Some(e) = sender.errors.recv() => break Err(anyhow::Error::from(e).context("capture failed")),
+            Some((box_id, report)) = reports_rx.recv() => sender.on_report(&box_id, &report),
+            _ = tick.tick() => sender.on_tick(),
         }
-        let Some(target) = receivers.target_kbps() else {
-            continue;
-        };
-        if target == applied {
-            continue;
-        }
-        applied = target;
-        let next = ladder::rung_for(target, rung);
-        if next != rung {
-            match next {
-                Some(r) => {
-                    tracing::info!(rung = r.name, kbps = target, "picture changes");
-                    capture.set_picture(r.width, r.height, r.framerate);
-                    receivers.expect_burst(started.elapsed(), Duration::from_secs(1));
-                }
-                None => tracing::info!(kbps = target, "link too weak for video: audio only"),
-            }
-            if rung.is_none() && next.is_some() {
-                // Back from audio-only: start the picture now, not at the next GOP.
-                capture.force_keyframe();
-            }
-            video_switch.store(next.is_some(), Ordering::Relaxed);
-            rung = next;
-        }
-        capture.set_video_bitrate(target.max(ladder::LADDER.last().expect("non-empty").min_kbps));
-        stats.set_sender(SenderState {
-            target_kbps: target,
-            rung: rung.map(|r| r.name.to_string()),
-            reason: reason.or_else(|| stats.sender().reason),
-        });
     };
-    drop(capture);
+    drop(sender);
     shutdown.cancel();
-    publish_task.abort();
     reports_task.abort();
+    let _ = feeds_task.await;
     let link_result = link_task.await?;
     result?;
     link_result?;
     Ok(())
+}
+
+/// Show every classroom's return feed and report on it, until `shutdown`.
+async fn watch_feeds(
+    origin: moq_net::origin::Producer,
+    profile: Profile,
+    output: Output,
+    budget: Duration,
+    pipelines_dir: Option<std::path::PathBuf>,
+    stats: Arc<LessonStats>,
+    shutdown: CancellationToken,
+) {
+    let consumer = origin.consume();
+    let mut announced = consumer.announced();
+    let mut feeds: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let prefix = format!("{CLASSROOM_BROADCAST}/");
+    loop {
+        let update = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            update = announced.next() => match update {
+                Some(u) => u,
+                None => break,
+            },
+        };
+        let path = update.prefix.as_str().to_string();
+        let Some(box_id) = path
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix("/feed"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if let Some(old) = feeds.remove(&box_id) {
+            old.abort();
+        }
+        if !update.kind.is_active() {
+            tracing::info!(%box_id, "classroom's return feed ended");
+            continue;
+        }
+        let Ok(broadcast) = consumer.request_broadcast(path.as_str()).await else {
+            continue;
+        };
+        tracing::info!(%box_id, "classroom's return feed started");
+        let feed = FeedView {
+            origin: origin.clone(),
+            profile: profile.clone(),
+            output,
+            budget,
+            pipelines_dir: pipelines_dir.clone(),
+            stats: stats.feed(&box_id),
+            box_id: box_id.clone(),
+        };
+        feeds.insert(box_id, tokio::spawn(feed.run(broadcast)));
+    }
+    for (_, f) in feeds {
+        f.abort();
+    }
+}
+
+/// One classroom's return feed on the teacher's side.
+struct FeedView {
+    origin: moq_net::origin::Producer,
+    profile: Profile,
+    output: Output,
+    budget: Duration,
+    pipelines_dir: Option<std::path::PathBuf>,
+    stats: Arc<LessonStats>,
+    box_id: String,
+}
+
+impl FeedView {
+    async fn run(self, broadcast: moq_net::broadcast::Consumer) {
+        if let Err(e) = self.play(broadcast).await {
+            tracing::warn!(box_id = %self.box_id, error = %e, "return feed stopped");
+        }
+    }
+
+    async fn play(&self, broadcast: moq_net::broadcast::Consumer) -> anyhow::Result<()> {
+        let catalog = subscribe::read_catalog(&broadcast).await?;
+        let audio = catalog
+            .audio
+            .clone()
+            .unwrap_or(crate::transport::catalog::AudioInfo {
+                codec: "opus".into(),
+                rate: 48_000,
+                channels: 1,
+            });
+        let display = Display::start(
+            &self.profile,
+            &DisplaySettings {
+                output: self.output,
+                audio_rate: audio.rate,
+                audio_channels: audio.channels,
+                pipelines_dir: self.pipelines_dir.clone(),
+            },
+            self.stats.clone(),
+            None,
+        )
+        .await?;
+        // Reports about this feed, for the box's controller.
+        let mut reports =
+            report::ReportPublisher::at(&self.origin, &report::feedback_name(&self.box_id))?;
+        let stats = self.stats.clone();
+        let reporter = tokio::spawn(async move {
+            let mut state = ReportState::default();
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if let Err(e) = reports.send(&stats.receiver_report(&mut state)) {
+                    tracing::debug!(error = %e, "feedback report not sent");
+                }
+            }
+        });
+        let (tx, mut rx) = mpsc::channel(64);
+        let video = subscribe::forward_track(
+            &broadcast,
+            TrackKind::Video,
+            self.budget,
+            tx.clone(),
+            &self.stats,
+        );
+        let audio =
+            subscribe::forward_track(&broadcast, TrackKind::Audio, self.budget, tx, &self.stats);
+        let feed = async {
+            while let Some(frame) = rx.recv().await {
+                if let Err(e) = display.push(frame) {
+                    tracing::debug!(error = %e, "return feed frame refused");
+                }
+            }
+        };
+        let _ = tokio::join!(video, audio, feed);
+        reporter.abort();
+        Ok(())
+    }
 }

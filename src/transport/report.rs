@@ -1,8 +1,10 @@
-//! Receiver reports, classroom -> teacher, as a moq-lite track.
+//! Receiver reports as a moq-lite track, both ways.
 //!
-//! Each box publishes `classroom/<box>` with a `report` track (one JSON frame per
-//! group, about four a second); the teacher watches `classroom/*` and reads them.
-//! Riding on moq-lite keeps them working through a stock moq-relay.
+//! Lesson: each box publishes `classroom/<box>` with a `report` track (one JSON frame
+//! per group, about four a second); the teacher watches `classroom/*` and reads them.
+//! Return feed: the teacher publishes `teacher/feedback/<box>` the same way about the
+//! box's `classroom/<box>/feed`. Riding on moq-lite keeps them working through a stock
+//! moq-relay, and inside the tokens' scopes (a box writes `classroom/`, reads `teacher/`).
 
 use moq_net::{Timestamp, broadcast, origin, track};
 use tokio::sync::mpsc;
@@ -13,10 +15,17 @@ use crate::abr::ReceiverReport;
 pub const TRACK: &str = "report";
 const PRIORITY: u8 = 250;
 
-/// The broadcast name for box `id`.
+/// The broadcast name for box `id`'s reports about the lesson.
 pub fn broadcast_name(id: &str) -> String {
     format!("{CLASSROOM_BROADCAST}/{id}")
 }
+
+/// Where the teacher reports about box `id`'s return feed.
+pub fn feedback_name(id: &str) -> String {
+    format!("{FEEDBACK_PREFIX}{id}")
+}
+
+pub const FEEDBACK_PREFIX: &str = "teacher/feedback/";
 
 pub struct ReportPublisher {
     broadcast: broadcast::Producer,
@@ -26,7 +35,12 @@ pub struct ReportPublisher {
 
 impl ReportPublisher {
     pub fn new(origin: &origin::Producer, box_id: &str) -> Result<Self, TransportError> {
-        let broadcast = origin.create_broadcast(broadcast_name(box_id).as_str())?;
+        Self::at(origin, &broadcast_name(box_id))
+    }
+
+    /// Reports on a broadcast of their own at `path`.
+    pub fn at(origin: &origin::Producer, path: &str) -> Result<Self, TransportError> {
+        let broadcast = origin.create_broadcast(path)?;
         let track =
             broadcast.create_track(TRACK, track::Info::default().with_priority(PRIORITY))?;
         broadcast.announce(Default::default())?;
@@ -57,14 +71,26 @@ impl Drop for ReportPublisher {
 /// Watch `classroom/*` in `origin` and forward every box's reports as (box, report)
 /// until the origin closes.
 pub async fn watch_reports(origin: origin::Producer, out: mpsc::Sender<(String, ReceiverReport)>) {
+    watch_reports_under(origin, &format!("{CLASSROOM_BROADCAST}/"), out).await
+}
+
+/// Watch the broadcasts `<prefix><key>` (one path segment) and forward their reports as
+/// (key, report).
+pub async fn watch_reports_under(
+    origin: origin::Producer,
+    prefix: &str,
+    out: mpsc::Sender<(String, ReceiverReport)>,
+) {
     let consumer = origin.consume();
     let mut announced = consumer.announced();
     let mut readers: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
         Default::default();
     while let Some(update) = announced.next().await {
         let path = update.prefix.as_str().to_string();
+        // One segment: `classroom/<box>`, not `classroom/<box>/feed`.
         let Some(box_id) = path
-            .strip_prefix(&format!("{CLASSROOM_BROADCAST}/"))
+            .strip_prefix(prefix)
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
             .map(str::to_string)
         else {
             continue;

@@ -1,0 +1,212 @@
+//! An adaptive sender: capture (gst) -> Frames -> one broadcast (moq-lite), with the
+//! receivers' reports driving the bitrate and the rung of the ladder.
+//!
+//! The teacher's lesson and the classroom's return feed are both this; they differ
+//! in their broadcast name, their bitrate range and who reports back.
+
+use std::{
+    sync::{Arc, atomic::AtomicBool, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    abr::{AbrSettings, Decision, ReceiverReport, ReceiverSet, ladder},
+    media::{
+        MediaError,
+        capture::{Capture, CaptureSettings},
+        probe::Profile,
+    },
+    stats::{LessonStats, SenderState},
+    transport::{
+        TransportError,
+        catalog::{AudioInfo, Catalog, VideoInfo},
+        publish::BroadcastPublisher,
+    },
+};
+
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    /// The broadcast path in the room (`teacher`, `classroom/<id>/feed`).
+    pub broadcast: String,
+    /// Picture when not adaptive.
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub video_kbps: u32,
+    pub max_kbps: u32,
+    pub audio_kbps: u32,
+    pub keyframe_interval: u32,
+    pub test_sources: bool,
+    /// A slate instead of the camera (see [`CaptureSettings::slate`]).
+    pub slate: Option<String>,
+    pub adaptive: bool,
+    pub pipelines_dir: Option<std::path::PathBuf>,
+}
+
+pub struct AdaptiveSender {
+    capture: Capture,
+    settings: SenderSettings,
+    rung: Option<&'static ladder::Rung>,
+    applied: u32,
+    video_switch: Arc<AtomicBool>,
+    receivers: ReceiverSet,
+    started: tokio::time::Instant,
+    stats: Arc<LessonStats>,
+    /// The publisher's task (ends with an error if the broadcast breaks).
+    pub publish_task: JoinHandle<Result<(), TransportError>>,
+    /// Capture errors (a camera unplugged, a pipeline failing).
+    pub errors: mpsc::UnboundedReceiver<MediaError>,
+}
+
+impl AdaptiveSender {
+    pub async fn start(
+        profile: &Profile,
+        origin: &moq_net::origin::Producer,
+        settings: SenderSettings,
+        stats: Arc<LessonStats>,
+    ) -> anyhow::Result<Self> {
+        let s = &settings;
+        // Adaptive: the ladder decides the picture; fixed: the config does.
+        let rung = s
+            .adaptive
+            .then(|| ladder::rung_for(s.video_kbps, None))
+            .flatten();
+        let (width, height, framerate) = match rung {
+            Some(r) => (r.width, r.height, r.framerate),
+            None => (s.width, s.height, s.framerate),
+        };
+        let catalog = Catalog {
+            version: Catalog::VERSION,
+            video: Some(VideoInfo {
+                codec: "h264".into(),
+                width,
+                height,
+                framerate,
+            }),
+            audio: Some(AudioInfo {
+                codec: "opus".into(),
+                rate: 48_000,
+                channels: 1,
+            }),
+        };
+        let publisher = BroadcastPublisher::new(origin, &s.broadcast, &catalog)?;
+        let video_switch = publisher.video_switch();
+        let (frames_tx, frames_rx) = mpsc::channel(256);
+        let (errors_tx, errors) = mpsc::unbounded_channel();
+        let capture = Capture::start(
+            profile,
+            &CaptureSettings {
+                width,
+                height,
+                framerate,
+                video_kbps: s.video_kbps,
+                audio_kbps: s.audio_kbps,
+                keyframe_interval: s.keyframe_interval,
+                test_sources: s.test_sources,
+                slate: s.slate.clone(),
+                pipelines_dir: s.pipelines_dir.clone(),
+            },
+            frames_tx,
+            Some(errors_tx),
+        )
+        .await?;
+        stats.set_sender(SenderState {
+            target_kbps: s.video_kbps,
+            rung: rung.map(|r| r.name.to_string()),
+            reason: None,
+        });
+        let publish_task = tokio::spawn({
+            let stats = stats.clone();
+            async move { publisher.run(frames_rx, &stats).await }
+        });
+        let receivers = ReceiverSet::new(AbrSettings {
+            start_kbps: s.video_kbps,
+            max_kbps: s.max_kbps,
+            ..Default::default()
+        });
+        Ok(Self {
+            capture,
+            applied: s.video_kbps,
+            settings,
+            rung,
+            video_switch,
+            receivers,
+            started: tokio::time::Instant::now(),
+            stats,
+            publish_task,
+            errors,
+        })
+    }
+
+    /// A receiver's report: feed the controller, then follow its target.
+    pub fn on_report(&mut self, receiver: &str, report: &ReceiverReport) {
+        if !self.receivers.knows(receiver) {
+            tracing::info!(%receiver, broadcast = %self.settings.broadcast, "receiver joined");
+            self.capture.force_keyframe();
+        }
+        let reason = match self
+            .receivers
+            .on_report(self.started.elapsed(), receiver, report)
+        {
+            Decision::Decrease { to_kbps, reason } => {
+                tracing::debug!(%receiver, to_kbps, %reason, "bitrate down");
+                Some(reason)
+            }
+            _ => None,
+        };
+        self.follow(reason);
+    }
+
+    pub fn on_tick(&mut self) {
+        self.receivers.on_tick(self.started.elapsed());
+        self.follow(None);
+    }
+
+    fn follow(&mut self, reason: Option<String>) {
+        if !self.settings.adaptive {
+            return;
+        }
+        let Some(target) = self.receivers.target_kbps() else {
+            return;
+        };
+        if target == self.applied {
+            return;
+        }
+        self.applied = target;
+        let next = ladder::rung_for(target, self.rung);
+        if next != self.rung {
+            match next {
+                Some(r) => {
+                    tracing::info!(broadcast = %self.settings.broadcast, rung = r.name, kbps = target, "picture changes");
+                    self.capture.set_picture(r.width, r.height, r.framerate);
+                    self.receivers
+                        .expect_burst(self.started.elapsed(), Duration::from_secs(1));
+                }
+                None => {
+                    tracing::info!(broadcast = %self.settings.broadcast, kbps = target, "link too weak for video: audio only")
+                }
+            }
+            if self.rung.is_none() && next.is_some() {
+                // Back from audio-only: start the picture now, not at the next GOP.
+                self.capture.force_keyframe();
+            }
+            self.video_switch.store(next.is_some(), Ordering::Relaxed);
+            self.rung = next;
+        }
+        self.capture
+            .set_video_bitrate(target.max(ladder::LADDER.last().expect("non-empty").min_kbps));
+        self.stats.set_sender(SenderState {
+            target_kbps: target,
+            rung: self.rung.map(|r| r.name.to_string()),
+            reason: reason.or_else(|| self.stats.sender().reason),
+        });
+    }
+}
+
+impl Drop for AdaptiveSender {
+    fn drop(&mut self) {
+        self.publish_task.abort();
+    }
+}
