@@ -60,6 +60,14 @@ fn vars(profile: &str) -> BTreeMap<&'static str, String> {
         ("AUDIO_SINK", "fakesink name=audio_sink sync=false".into()),
         ("AUDIO_RATE", "48000".into()),
         ("AUDIO_CHANNELS", "1".into()),
+        (
+            "ECHO_CANCEL",
+            "! audioconvert ! webrtcdsp probe=x ! audioconvert".into(),
+        ),
+        (
+            "ECHO_PROBE",
+            "! audioconvert ! webrtcechoprobe name=x ! audioconvert".into(),
+        ),
         ("SRT_ADDRESS", "127.0.0.1:9".into()),
         ("SRT_LATENCY_MS", "320".into()),
     ])
@@ -122,6 +130,69 @@ fn every_pipeline_file_parses_links_and_names_what_the_code_binds() {
                 "{}/{role}",
                 spec.name
             );
+        }
+    }
+}
+
+/// The echo canceller on the microphone finds the probe before the speakers, and both
+/// pipelines run (the classroom with the lesson on speakers and its microphone live).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
+    use classbox::media::{
+        capture::{Capture, CaptureSettings},
+        display::{Display, DisplaySettings, Output},
+    };
+    media::init().unwrap();
+    if !media::probe::has("webrtcdsp") {
+        println!("SKIPPED: webrtcdsp is not installed here (gstreamer1.0-plugins-bad)");
+        return;
+    }
+    let profile = media::probe::choose("software").unwrap();
+    let stats = std::sync::Arc::new(classbox::stats::LessonStats::default());
+    let (display_errors, mut display_err) = tokio::sync::mpsc::unbounded_channel();
+    let _speakers = Display::start(
+        &profile,
+        &DisplaySettings {
+            output: Output::Headless,
+            audio_rate: 48_000,
+            audio_channels: 1,
+            pipelines_dir: None,
+            echo_probe: true,
+        },
+        stats,
+        Some(display_errors),
+    )
+    .await
+    .unwrap();
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(512);
+    let (capture_errors, mut capture_err) = tokio::sync::mpsc::unbounded_channel();
+    let _microphone = Capture::start(
+        &profile,
+        &CaptureSettings {
+            width: 320,
+            height: 240,
+            framerate: 15,
+            video_kbps: 300,
+            audio_kbps: 24,
+            keyframe_interval: 15,
+            test_sources: true,
+            slate: None,
+            echo_cancel: true,
+            pipelines_dir: None,
+        },
+        frames_tx,
+        Some(capture_errors),
+    )
+    .await
+    .unwrap();
+    let mut audio = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while audio < 50 {
+        tokio::select! {
+            Some(f) = frames.recv() => if f.track == classbox::frame::TrackKind::Audio { audio += 1 },
+            Some(e) = capture_err.recv() => panic!("microphone pipeline failed: {e}"),
+            Some(e) = display_err.recv() => panic!("speaker pipeline failed: {e}"),
+            _ = tokio::time::sleep_until(deadline) => panic!("only {audio} sound packets through the echo canceller"),
         }
     }
 }

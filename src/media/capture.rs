@@ -24,6 +24,9 @@ pub struct CaptureSettings {
     /// Show this text on a plain picture instead of the camera (a camera that went
     /// away); the microphone stays.
     pub slate: Option<String>,
+    /// Cancel the speakers' echo from the microphone (`webrtcdsp`, paired with the
+    /// display's `webrtcechoprobe`, which must be running).
+    pub echo_cancel: bool,
     pub pipelines_dir: Option<PathBuf>,
 }
 
@@ -81,6 +84,17 @@ impl Capture {
                     .launch(settings.video_kbps, settings.keyframe_interval),
             ),
             ("AUDIO_BPS", (settings.audio_kbps * 1000).to_string()),
+            (
+                "ECHO_CANCEL",
+                if settings.echo_cancel {
+                    format!(
+                        "! audioconvert ! webrtcdsp probe={} echo-cancel=true noise-suppression=true ! audioconvert ! audio/x-raw,rate=48000,channels=1",
+                        super::ECHO_PROBE_NAME
+                    )
+                } else {
+                    String::new()
+                },
+            ),
         ]);
         let pipeline = pipeline::build(
             settings.pipelines_dir.as_deref(),

@@ -52,6 +52,8 @@ pub struct DisplaySettings {
     pub audio_rate: u32,
     pub audio_channels: u32,
     pub pipelines_dir: Option<PathBuf>,
+    /// Tell an echo canceller what the speakers play (`webrtcechoprobe`).
+    pub echo_probe: bool,
 }
 
 /// A running decode pipeline. Dropping it stops the pipeline.
@@ -92,6 +94,17 @@ impl Display {
             ("AUDIO_SINK", audio_sink.to_string()),
             ("AUDIO_RATE", settings.audio_rate.to_string()),
             ("AUDIO_CHANNELS", settings.audio_channels.to_string()),
+            (
+                "ECHO_PROBE",
+                if settings.echo_probe {
+                    format!(
+                        "! audioconvert ! audio/x-raw,format=S16LE,rate=48000 ! webrtcechoprobe name={} ! audioconvert",
+                        super::ECHO_PROBE_NAME
+                    )
+                } else {
+                    String::new()
+                },
+            ),
         ]);
         let pipeline = pipeline::build(
             settings.pipelines_dir.as_deref(),

@@ -46,6 +46,9 @@ pub enum MediaError {
     Busy(String),
 }
 
+/// The speakers' echo probe, which the microphone's `webrtcdsp` finds by name.
+pub const ECHO_PROBE_NAME: &str = "classbox-echo";
+
 /// Initialise GStreamer once per process.
 pub fn init() -> Result<(), MediaError> {
     gst::init().map_err(|e| MediaError::Init(e.to_string()))

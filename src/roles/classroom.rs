@@ -60,16 +60,26 @@ pub async fn run(
         }));
     }
     let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), false, shutdown.clone()));
-    // The classroom seen and heard by the teacher.
-    if let Some(test_sources) = super::return_feed::sources(config) {
+    // The classroom seen and heard by the teacher. With a live microphone and the
+    // lesson on the speakers, the speakers' echo is cancelled from the microphone.
+    let return_sources = super::return_feed::sources(config);
+    let echo_wanted =
+        return_sources == Some(false) && output == Output::Window && media::probe::has("webrtcdsp");
+    let (echo_tx, echo_rx) = tokio::sync::watch::channel(false);
+    if let Some(test_sources) = return_sources {
         tasks.push(tokio::spawn(super::return_feed::run(
             config.clone(),
             profile.clone(),
             origin.clone(),
             test_sources,
+            echo_rx,
             stats.feed("return"),
             shutdown.clone(),
         )));
+    } else if output == Output::Window && !media::probe::has("webrtcdsp") {
+        tracing::info!(
+            "webrtcdsp is not installed: no echo cancellation (gstreamer1.0-plugins-bad)"
+        );
     }
     // Receiver reports back to the teacher's bitrate controller, four a second.
     let mut reports = ReportPublisher::new(&origin, &config.box_id())?;
@@ -202,9 +212,15 @@ pub async fn run(
                 let Some(broadcast) = playing.clone() else {
                     continue;
                 };
-                let (d, errors) =
-                    start_display(&profile, pipelines_dir.clone(), &catalog, output, &stats)
-                        .await?;
+                let (d, errors) = start_display(
+                    &profile,
+                    pipelines_dir.clone(),
+                    &catalog,
+                    output,
+                    echo_wanted,
+                    &stats,
+                )
+                .await?;
                 let d = Arc::new(d);
                 display = Some((catalog, d.clone()));
                 display_errors = Some(errors);
@@ -247,14 +263,21 @@ pub async fn run(
         let current = match display.take() {
             Some((c, d)) if c == catalog => d,
             _ => {
-                let (d, errors) =
-                    start_display(&profile, pipelines_dir.clone(), &catalog, output, &stats)
-                        .await?;
+                let (d, errors) = start_display(
+                    &profile,
+                    pipelines_dir.clone(),
+                    &catalog,
+                    output,
+                    echo_wanted,
+                    &stats,
+                )
+                .await?;
                 display_errors = Some(errors);
                 Arc::new(d)
             }
         };
         display = Some((catalog, current.clone()));
+        echo_tx.send_if_modified(|on| std::mem::replace(on, echo_wanted) != echo_wanted);
         playing = Some(broadcast.clone());
         tracing::info!("lesson started");
         record_lesson(crate::lms::LessonEvent::Joined).await;
@@ -295,6 +318,7 @@ async fn start_display(
     pipelines_dir: Option<std::path::PathBuf>,
     catalog: &Catalog,
     output: Output,
+    echo_probe: bool,
     stats: &Arc<LessonStats>,
 ) -> anyhow::Result<(Display, mpsc::UnboundedReceiver<media::MediaError>)> {
     let audio = catalog
@@ -313,6 +337,7 @@ async fn start_display(
             audio_rate: audio.rate,
             audio_channels: audio.channels,
             pipelines_dir,
+            echo_probe,
         },
         stats.clone(),
         Some(errors_tx),

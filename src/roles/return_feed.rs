@@ -40,11 +40,14 @@ pub fn sources(config: &Config) -> Option<bool> {
     }
 }
 
+/// `echo`: true while the classroom's speakers play the lesson through an echo probe;
+/// the microphone then cancels their echo (and the feed restarts to take it up).
 pub async fn run(
     config: Config,
     profile: Profile,
     origin: moq_net::origin::Producer,
     test_sources: bool,
+    mut echo: tokio::sync::watch::Receiver<bool>,
     stats: Arc<LessonStats>,
     shutdown: CancellationToken,
 ) {
@@ -61,6 +64,7 @@ pub async fn run(
         keyframe_interval: 15,
         test_sources,
         slate,
+        echo_cancel: false,
         adaptive: true,
         pipelines_dir: config.media.pipelines_dir.clone(),
     };
@@ -81,6 +85,7 @@ pub async fn run(
         };
         let mut s = settings(text);
         s.test_sources |= slate >= 2;
+        s.echo_cancel = *echo.borrow_and_update() && !s.test_sources;
         if slate > 0 {
             // The slate runs on the built-in pipeline: an edited one may be the culprit.
             s.pipelines_dir = None;
@@ -119,6 +124,7 @@ pub async fn run(
                     }
                 }
                 _ = tick.tick() => sender.on_tick(),
+                Ok(()) = echo.changed() => continue 'outer,
                 _ = &mut retry_camera, if slate > 0 => {
                     // Is a camera back? Try it; a failure brings the slate back.
                     if test_sources || !crate::media::devices::cameras().is_empty() {

@@ -41,6 +41,8 @@ pub struct SenderSettings {
     pub test_sources: bool,
     /// A slate instead of the camera (see [`CaptureSettings::slate`]).
     pub slate: Option<String>,
+    /// Cancel the speakers' echo (see [`CaptureSettings::echo_cancel`]).
+    pub echo_cancel: bool,
     pub adaptive: bool,
     pub pipelines_dir: Option<std::path::PathBuf>,
 }
@@ -106,6 +108,7 @@ impl AdaptiveSender {
                 keyframe_interval: s.keyframe_interval,
                 test_sources: s.test_sources,
                 slate: s.slate.clone(),
+                echo_cancel: s.echo_cancel,
                 pipelines_dir: s.pipelines_dir.clone(),
             },
             frames_tx,

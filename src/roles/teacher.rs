@@ -54,6 +54,7 @@ pub async fn run(
             keyframe_interval: t.keyframe_interval,
             test_sources: t.test_sources,
             slate: None,
+            echo_cancel: false,
             adaptive: t.adaptive,
             pipelines_dir: config.media.pipelines_dir.clone(),
         },
@@ -192,6 +193,8 @@ impl FeedView {
                 audio_rate: audio.rate,
                 audio_channels: audio.channels,
                 pipelines_dir: self.pipelines_dir.clone(),
+                // NOTE: the teacher wears a headset, or their own call app cancels echo.
+                echo_probe: false,
             },
             self.stats.clone(),
             None,
