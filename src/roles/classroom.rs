@@ -121,10 +121,21 @@ pub async fn run(
                 let now = stats.latest();
                 let up = matches!(now.link, crate::stats::LinkState::Connected { .. });
                 link_up_tx.send_if_modified(|v| std::mem::replace(v, up) != up);
-                // NOTE: the uplink is not measured yet (the return feed will measure
-                // it); until then the worker uses lms.fallback_uplink_kbps.
-                let live = up && now.video_kbps > 0.0;
-                load_tx.send_if_modified(|l| std::mem::replace(&mut l.live, live) != live);
+                // The uplink as the box's own QUIC sender sees it: window / RTT (our
+                // latency-bounded controller keeps the window at rate x (RTT + 40 ms)).
+                // While the box sends little this underestimates it, which only makes the
+                // LMS sync more modest during a lesson.
+                let uplink_kbps = match now.link {
+                    crate::stats::LinkState::Connected { rtt_ms, cwnd_bytes, .. } if rtt_ms > 0.0 => {
+                        Some(cwnd_bytes as f64 * 8.0 / (rtt_ms + 40.0))
+                    }
+                    _ => None,
+                };
+                let load = crate::lms::LessonLoad {
+                    live: up && now.video_kbps > 0.0,
+                    uplink_kbps,
+                };
+                load_tx.send_if_modified(|l| std::mem::replace(l, load) != load);
             }
         }
     }));
