@@ -126,9 +126,9 @@ pub async fn run(
                 // While the box sends little this underestimates it, which only makes the
                 // LMS sync more modest during a lesson.
                 let uplink_kbps = match now.link {
-                    crate::stats::LinkState::Connected { rtt_ms, cwnd_bytes, .. } if rtt_ms > 0.0 => {
-                        Some(cwnd_bytes as f64 * 8.0 / (rtt_ms + 40.0))
-                    }
+                    crate::stats::LinkState::Connected {
+                        rtt_ms, cwnd_bytes, ..
+                    } if rtt_ms > 0.0 => Some(cwnd_bytes as f64 * 8.0 / (rtt_ms + 40.0)),
                     _ => None,
                 };
                 let load = crate::lms::LessonLoad {
@@ -332,14 +332,7 @@ async fn start_display(
     echo_probe: bool,
     stats: &Arc<LessonStats>,
 ) -> anyhow::Result<(Display, mpsc::UnboundedReceiver<media::MediaError>)> {
-    let audio = catalog
-        .audio
-        .clone()
-        .unwrap_or(crate::transport::catalog::AudioInfo {
-            codec: "opus".into(),
-            rate: 48_000,
-            channels: 1,
-        });
+    let audio = catalog.audio.clone().unwrap_or_default();
     let (errors_tx, errors) = mpsc::unbounded_channel();
     let display = Display::start(
         profile,

@@ -87,11 +87,7 @@ impl AdaptiveSender {
                 height,
                 framerate,
             }),
-            audio: Some(AudioInfo {
-                codec: "opus".into(),
-                rate: 48_000,
-                channels: 1,
-            }),
+            audio: Some(AudioInfo::default()),
         };
         let publisher = BroadcastPublisher::new(origin, &s.broadcast, &catalog)?;
         let video_switch = publisher.video_switch();

@@ -178,14 +178,7 @@ impl FeedView {
 
     async fn play(&self, broadcast: moq_net::broadcast::Consumer) -> anyhow::Result<()> {
         let catalog = subscribe::read_catalog(&broadcast).await?;
-        let audio = catalog
-            .audio
-            .clone()
-            .unwrap_or(crate::transport::catalog::AudioInfo {
-                codec: "opus".into(),
-                rate: 48_000,
-                channels: 1,
-            });
+        let audio = catalog.audio.clone().unwrap_or_default();
         let display = Display::start(
             &self.profile,
             &DisplaySettings {

@@ -29,6 +29,17 @@ pub struct AudioInfo {
     pub channels: u32,
 }
 
+/// What classbox sends when a catalog says nothing about audio: Opus, 48 kHz, mono.
+impl Default for AudioInfo {
+    fn default() -> Self {
+        Self {
+            codec: "opus".into(),
+            rate: 48_000,
+            channels: 1,
+        }
+    }
+}
+
 impl Catalog {
     pub const VERSION: u32 = 1;
 
