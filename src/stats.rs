@@ -104,6 +104,8 @@ pub struct MediaState {
     pub profile: String,
     /// Set when the box had to fall back (a hardware element failed).
     pub notice: Option<String>,
+    /// What the classroom display shows while no lesson runs (None: the lesson).
+    pub slate: Option<String>,
 }
 
 impl Default for LessonStats {
@@ -434,6 +436,11 @@ impl LessonStats {
 
     pub fn set_media(&self, state: MediaState) {
         *self.media.lock().expect("stats lock") = state;
+    }
+
+    /// Change what the display's slate says (None: the lesson is on screen).
+    pub fn set_slate(&self, slate: Option<String>) {
+        self.media.lock().expect("stats lock").slate = slate;
     }
 
     pub fn media(&self) -> MediaState {

@@ -15,6 +15,7 @@ pub mod encoder;
 pub mod pipeline;
 pub mod probe;
 pub mod rebroadcast;
+pub mod slate;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;

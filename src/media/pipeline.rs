@@ -62,6 +62,11 @@ pub const BUILT_IN: &[(&str, &str, &str)] = &[
     ),
     (
         "lan",
+        "slate",
+        include_str!("../../gst-pipelines/lan/slate.pipeline"),
+    ),
+    (
+        "lan",
         "watch",
         include_str!("../../gst-pipelines/lan/watch.pipeline"),
     ),

@@ -44,6 +44,8 @@ pub async fn run(
     })];
     // The lesson re-served to the LAN (the page's Watch), when there is a page.
     let lan = web.as_ref().map(|w| w.state().watch.clone());
+    // The page's address, for the slate on the classroom display.
+    let page_url = web.as_ref().and_then(|w| w.local_addr().ok()).map(page_url);
     // The page's outbox and sync-status handles, shared with the worker below.
     let shared = web.as_ref().and_then(|w| {
         w.state()
@@ -181,11 +183,23 @@ pub async fn run(
     stats.set_media(crate::stats::MediaState {
         profile: profile.name.clone(),
         notice: None,
+        slate: None,
     });
+    // While no lesson runs, the screen says who this is, where its page is, how the link is.
+    let slate_text = || {
+        slate_text(
+            &config.classroom.name,
+            page_url.as_deref(),
+            &stats.latest().link,
+        )
+    };
+    let mut slate = start_slate(&profile, output, &slate_text(), &stats).await;
+    let mut slate_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         enum Step {
             Update(moq_net::announce::Update),
             DisplayFailed(media::MediaError),
+            Slate,
         }
         let step = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -194,9 +208,18 @@ pub async fn run(
                 None => break,
             },
             Some(e) = next_error(&mut display_errors) => Step::DisplayFailed(e),
+            _ = slate_tick.tick() => Step::Slate,
         };
         let update = match step {
             Step::Update(update) => update,
+            Step::Slate => {
+                if let Some(s) = &slate {
+                    let text = slate_text();
+                    s.set_text(&text);
+                    stats.set_slate(Some(text));
+                }
+                continue;
+            }
             Step::DisplayFailed(e) => {
                 let Some((catalog, _)) = display.take() else {
                     continue;
@@ -219,6 +242,7 @@ pub async fn run(
                 stats.set_media(crate::stats::MediaState {
                     profile: profile.name.clone(),
                     notice: Some(notice),
+                    slate: None,
                 });
                 let Some(broadcast) = playing.clone() else {
                     continue;
@@ -254,6 +278,12 @@ pub async fn run(
         if !update.kind.is_active() {
             tracing::info!("teacher went offline; waiting");
             playing = None;
+            // Free the screen for the slate.
+            display = None;
+            display_errors = None;
+            if slate.is_none() {
+                slate = start_slate(&profile, output, &slate_text(), &stats).await;
+            }
             record_lesson(crate::lms::LessonEvent::Left).await;
             continue;
         }
@@ -271,6 +301,9 @@ pub async fn run(
                 continue;
             }
         };
+        if slate.take().is_some() {
+            stats.set_slate(None);
+        }
         let current = match display.take() {
             Some((c, d)) if c == catalog => d,
             _ => {
@@ -311,6 +344,61 @@ pub async fn run(
     }
     link_task.await??;
     Ok(())
+}
+
+/// The page's address as people on the LAN type it: the listening address, or, when
+/// it listens on every interface, this machine's address on its default route (found
+/// by a UDP connect, which sends nothing).
+fn page_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+            .map(|a| a.ip())
+            .unwrap_or(addr.ip())
+    } else {
+        addr.ip()
+    };
+    let host = match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    match addr.port() {
+        80 => format!("http://{host}/"),
+        port => format!("http://{host}:{port}/"),
+    }
+}
+
+fn slate_text(classroom: &str, page: Option<&str>, link: &crate::stats::LinkState) -> String {
+    use crate::stats::LinkState::*;
+    let state = match link {
+        Connected { .. } => "Connected. Waiting for the teacher to start the lesson.",
+        Connecting | Idle => "Connecting to the lesson relay…",
+        Refused(_) => "The relay refused this box: its enrolment token needs renewing.",
+        _ => "The internet link is down; the box reconnects by itself.",
+    };
+    let page = page
+        .map(|p| format!("\nThe box's page: {p}"))
+        .unwrap_or_default();
+    format!("{classroom}{page}\n{state}")
+}
+
+/// Start the slate; a failure is logged (the lesson matters more than the slate).
+async fn start_slate(
+    profile: &Profile,
+    output: Output,
+    text: &str,
+    stats: &LessonStats,
+) -> Option<media::slate::Slate> {
+    match media::slate::Slate::start(profile, output, text).await {
+        Ok(s) => {
+            stats.set_slate(Some(text.to_string()));
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the display's slate cannot start");
+            None
+        }
+    }
 }
 
 /// The next error of the current display (pending while there is none).
