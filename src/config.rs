@@ -90,6 +90,9 @@ pub struct ClassroomConfig {
     pub roster: Vec<String>,
     /// A class code students enter to watch the lesson on the LAN; empty: open to the LAN.
     pub watch_code: String,
+    /// The box's name on the LAN by mDNS (`<name>.local`) when its page listens
+    /// beyond loopback; empty: no announcement.
+    pub mdns_name: String,
     /// The classroom seen and heard by the teacher: `auto` (when a camera is found),
     /// `camera`, `test` (test picture and tone) or `off`.
     pub return_feed: String,
@@ -110,6 +113,7 @@ impl Default for ClassroomConfig {
             state_dir: None,
             roster: Vec::new(),
             watch_code: String::new(),
+            mdns_name: "classbox".into(),
             return_feed: "auto".into(),
             return_kbps: 300,
             return_max_kbps: 800,
@@ -619,6 +623,17 @@ impl Config {
             return Err((
                 "classroom.return_kbps",
                 "from 40 up to classroom.return_max_kbps".into(),
+            ));
+        }
+        let name = &self.classroom.mdns_name;
+        if !name.is_empty()
+            && (name.len() > 63
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                || name.starts_with('-'))
+        {
+            return Err((
+                "classroom.mdns_name",
+                "letters, digits and - (at most 63), or empty for none".into(),
             ));
         }
         let code = &self.classroom.watch_code;

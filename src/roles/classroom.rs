@@ -45,7 +45,21 @@ pub async fn run(
     // The lesson re-served to the LAN (the page's Watch), when there is a page.
     let lan = web.as_ref().map(|w| w.state().watch.clone());
     // The page's address, for the slate on the classroom display.
-    let page_url = web.as_ref().and_then(|w| w.local_addr().ok()).map(page_url);
+    let page_addr = web.as_ref().and_then(|w| w.local_addr().ok());
+    let page_url = page_addr.map(page_url);
+    // On the LAN (not loopback only), the box announces itself as <name>.local.
+    let _mdns = match page_addr {
+        Some(addr) if !addr.ip().is_loopback() && !config.classroom.mdns_name.is_empty() => {
+            crate::web::mdns::Announcer::start(
+                &config.classroom.mdns_name,
+                &config.classroom.name,
+                addr.port(),
+            )
+            .map_err(|e| tracing::warn!(error = %e, "no mDNS announcement"))
+            .ok()
+        }
+        _ => None,
+    };
     // The page's outbox and sync-status handles, shared with the worker below.
     let shared = web.as_ref().and_then(|w| {
         w.state()

@@ -12,6 +12,7 @@
 //! plain status.
 
 pub mod auth;
+pub mod mdns;
 pub mod pages;
 mod setup;
 mod watch;
