@@ -395,6 +395,11 @@ fn moodle_app(state: Arc<Mutex<Moodle>>) -> Router {
                     "mod_assign_save_grade" => Value::Null,
                     "mod_assign_save_submission" => json!([]),
                     "mod_attendance_update_user_status" => json!("200"),
+                    "core_enrol_get_enrolled_users" => json!([
+                        {"id": 31, "fullname": "Ada Lovelace", "roles": [{"shortname": "student"}]},
+                        {"id": 2, "fullname": "The Teacher", "roles": [{"shortname": "editingteacher"}]},
+                        {"id": 32, "fullname": "Alan Turing", "roles": [{"shortname": "student"}]},
+                    ]),
                     other => json!({"exception": "dml_missing_record_exception", "errorcode": "invalidrecord",
                                     "message": format!("Can't find data record in database table external_functions. ({other})")}),
                 };
@@ -428,6 +433,7 @@ async fn moodle_attendance_grades_and_submissions_reach_their_functions() {
         taken_by: 2,
         status_set: "0".into(),
         status_ids: [11, 12, 13, 14],
+        course_id: None,
     };
     let http = classbox::lms::http_client(Duration::from_secs(10));
     let wrong = MoodleClient::new(http.clone(), settings("nope"))

@@ -423,6 +423,7 @@ pub fn client_from_config(
                     taken_by: lms.moodle_taken_by,
                     status_set: lms.moodle_status_set.clone(),
                     status_ids: [0, 1, 2, 3].map(|i| ids.get(i).copied().unwrap_or_default()),
+                    course_id: Some(lms.course_id.clone()).filter(|c| !c.is_empty()),
                 },
             ))
         }

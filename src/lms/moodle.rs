@@ -27,6 +27,8 @@ pub struct MoodleSettings {
     /// Attendance: the status set and the status ids for present, absent, late, excused.
     pub status_set: String,
     pub status_ids: [u64; 4],
+    /// The course, for its class list.
+    pub course_id: Option<String>,
 }
 
 pub struct MoodleClient {
@@ -94,6 +96,38 @@ impl MoodleClient {
             )));
         }
         Ok(value)
+    }
+
+    /// The course's students: `core_enrol_get_enrolled_users` (needs `course_id`).
+    pub async fn roster(&self) -> Result<Vec<super::Student>, DeliveryError> {
+        let Some(course) = &self.settings.course_id else {
+            return Err(DeliveryError::Permanent(
+                "set lms.course_id (the Moodle course id) to fetch the class list".into(),
+            ));
+        };
+        let users = self
+            .call(
+                "core_enrol_get_enrolled_users",
+                &[("courseid".into(), course.clone())],
+                &Throttle::unlimited(),
+            )
+            .await?;
+        let users = users.as_array().cloned().unwrap_or_default();
+        Ok(users
+            .iter()
+            .filter(|u| {
+                // Students only, when Moodle says who is what.
+                u["roles"]
+                    .as_array()
+                    .is_none_or(|roles| roles.iter().any(|r| r["shortname"] == "student"))
+            })
+            .filter_map(|u| {
+                Some(super::Student {
+                    id: u["id"].as_u64()?.to_string(),
+                    name: u["fullname"].as_str().map(str::to_string),
+                })
+            })
+            .collect())
     }
 
     pub async fn check(&self) -> Result<(), DeliveryError> {

@@ -98,6 +98,18 @@ impl LmsClient {
         }
     }
 
+    /// The course's students, for the attendance list (Canvas and Moodle know them; an
+    /// LRS does not).
+    pub async fn roster(&self) -> Result<Vec<super::Student>, DeliveryError> {
+        match self {
+            LmsClient::Xapi(_) => Err(DeliveryError::Permanent(
+                "a Learning Record Store keeps no class lists: set classroom.roster".into(),
+            )),
+            LmsClient::Canvas(c) => c.roster().await,
+            LmsClient::Moodle(c) => c.roster().await,
+        }
+    }
+
     async fn deliver(
         &self,
         record: &OutboxRecord,

@@ -58,7 +58,13 @@ pub struct WebState {
     pub outbox: Option<Outbox>,
     pub sync: Arc<Mutex<SyncStatus>>,
     pub lms_target: Option<Target>,
-    pub roster: Arc<Vec<Student>>,
+    /// The class list: `classroom.roster`, or the one last fetched from the LMS
+    /// (kept in the state dir as roster.json).
+    pub roster: Arc<std::sync::RwLock<Vec<Student>>>,
+    /// Where a fetched class list is kept.
+    pub roster_path: PathBuf,
+    /// The LMS, for its class list and the set-up test.
+    pub lms: Option<Arc<crate::lms::LmsClient>>,
     pub password: Arc<AdminPassword>,
     pub sessions: Arc<Sessions>,
     pub limiter: Arc<LoginLimiter>,
@@ -93,7 +99,15 @@ impl WebState {
             outbox: Some(outbox),
             sync: Default::default(),
             lms_target: Target::parse(&config.lms.target),
-            roster: Arc::new(config.classroom.roster()),
+            roster: Arc::new(std::sync::RwLock::new(load_roster(
+                config,
+                &state_dir.join("roster.json"),
+            ))),
+            roster_path: state_dir.join("roster.json"),
+            lms: crate::lms::client_from_config(config)
+                .ok()
+                .flatten()
+                .map(Arc::new),
             password: Arc::new(AdminPassword::load(state_dir.join("admin-password"))),
             sessions: Default::default(),
             limiter: Default::default(),
@@ -104,6 +118,18 @@ impl WebState {
             watch_code: config.classroom.watch_code.clone(),
         })
     }
+}
+
+/// The configured class list, else the one last fetched from the LMS.
+fn load_roster(config: &crate::config::Config, fetched: &std::path::Path) -> Vec<Student> {
+    let configured = config.classroom.roster();
+    if !configured.is_empty() {
+        return configured;
+    }
+    std::fs::read(fetched)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 pub fn app(state: WebState) -> Router {
@@ -117,6 +143,7 @@ pub fn app(state: WebState) -> Router {
         .route("/setup", get(setup::page).post(setup::submit))
         .route("/setup/test-lms", post(setup::test_lms))
         .route("/attendance", get(attendance_page).post(attendance_submit))
+        .route("/attendance/roster", post(roster_fetch))
         .route("/queue", get(queue_page))
         .route("/queue/retry", post(queue_retry))
         .route("/watch", get(watch::page).post(watch::enter_code))
@@ -399,7 +426,8 @@ fn attendance_html(
     message: Option<(&str, bool)>,
 ) -> String {
     let mut rows = String::new();
-    for s in state.roster.iter() {
+    let roster = state.roster.read().expect("roster lock").clone();
+    for s in roster.iter() {
         let name = s.name.clone().unwrap_or_else(|| s.id.clone());
         let choices: String = ["present", "late", "absent", "excused"]
             .iter()
@@ -416,8 +444,19 @@ fn attendance_html(
             esc(&name)
         ));
     }
-    let body = if state.roster.is_empty() {
-        "<p class=\"panel\">No class list yet. Add the students to <code>classroom.roster</code> in the configuration (\"id:Name\" each).</p>".to_string()
+    let fetch = if state.lms.is_some() {
+        format!(
+            "<form method=\"post\" action=\"/attendance/roster\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button class=\"secondary\">Update the class list from the LMS</button></form>",
+            esc(csrf)
+        )
+    } else {
+        String::new()
+    };
+    let body = if roster.is_empty() {
+        format!(
+            "<p class=\"panel\">No class list yet. Fetch it from the LMS, or add the students to <code>classroom.roster</code> in the configuration (\"id:Name\" each).</p>{fetch}"
+        )
     } else {
         format!(
             "<form method=\"post\" action=\"/attendance\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -425,7 +464,7 @@ fn attendance_html(
              <div class=\"panel\"><label for=\"lesson\">Lesson</label><input type=\"text\" id=\"lesson\" name=\"lesson\" value=\"{lesson}\">\
              <p class=\"hint\">Saved on the box at once, sent to the school's LMS when the link allows.</p></div>\
              <table class=\"roster\"><thead><tr><th>Student</th><th>Today</th></tr></thead><tbody>{rows}</tbody></table>\
-             <p><button>Save attendance</button></p></form>",
+             <p><button>Save attendance</button></p></form>{fetch}",
             csrf = esc(csrf),
             form_id = uuid::Uuid::new_v4(),
             lesson = esc(lesson),
@@ -486,7 +525,14 @@ async fn attendance_submit(
         let Some(id) = key.strip_prefix("s.") else {
             continue;
         };
-        let Some(student) = state.roster.iter().find(|s| s.id == id) else {
+        let Some(student) = state
+            .roster
+            .read()
+            .expect("roster lock")
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+        else {
             return refuse(&format!("{id:?} is not on the class list."));
         };
         let event = match serde_json::from_value::<crate::lms::AttendanceStatus>(
@@ -494,7 +540,7 @@ async fn attendance_submit(
         ) {
             Ok(status) => Event::Attendance {
                 lesson: lesson.clone(),
-                student: student.clone(),
+                student,
                 status,
                 session_id: None,
             },
@@ -530,6 +576,62 @@ async fn attendance_submit(
         &admin.csrf,
         &lesson,
         Some((&message, true)),
+    ))
+}
+
+async fn roster_fetch(
+    State(state): State<WebState>,
+    admin: Admin,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = admin.check_csrf(&form.csrf) {
+        return r;
+    }
+    let lesson = format!("{}-{}", state.info.room, today());
+    let Some(lms) = &state.lms else {
+        return page(attendance_html(
+            &state,
+            &admin.csrf,
+            &lesson,
+            Some(("No LMS is set up.", false)),
+        ));
+    };
+    let message = match tokio::time::timeout(Duration::from_secs(30), lms.roster()).await {
+        Err(_) => (
+            "The LMS did not answer within 30 s; the class list is unchanged.".to_string(),
+            false,
+        ),
+        Ok(Err(e)) => (
+            format!("The class list could not be fetched ({e}); it is unchanged."),
+            false,
+        ),
+        Ok(Ok(students)) if students.is_empty() => (
+            "The LMS lists no students for this course; the class list is unchanged.".into(),
+            false,
+        ),
+        Ok(Ok(students)) => {
+            let count = students.len();
+            let saved = serde_json::to_vec(&students)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| crate::state::write_private(&state.roster_path, &bytes));
+            *state.roster.write().expect("roster lock") = students;
+            match saved {
+                Ok(()) => (
+                    format!("The class list now has the LMS's {count} students."),
+                    true,
+                ),
+                Err(e) => (
+                    format!("{count} students fetched, but not saved for the next start ({e})."),
+                    false,
+                ),
+            }
+        }
+    };
+    page(attendance_html(
+        &state,
+        &admin.csrf,
+        &lesson,
+        Some((&message.0, message.1)),
     ))
 }
 

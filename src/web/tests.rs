@@ -432,3 +432,71 @@ async fn the_watch_page_is_open_to_the_lan_or_behind_the_class_code() {
         "allowed; no lesson yet"
     );
 }
+
+#[tokio::test]
+async fn the_class_list_can_be_fetched_from_the_lms() {
+    use axum::routing::get as route_get;
+    // A Canvas course with three students over two pages (Link: rel="next").
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let canvas = Router::new().route(
+        "/api/v1/courses/42/users",
+        route_get(move |axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
+            let second = q.unwrap_or_default().contains("page=2");
+            let (users, link) = if second {
+                (serde_json::json!([{"id": 3, "name": "Grace Hopper"}]), String::new())
+            } else {
+                (
+                    serde_json::json!([{"id": 1, "name": "Ada Lovelace"}, {"id": 2, "name": "Alan Turing"}]),
+                    format!("<http://{addr}/api/v1/courses/42/users?page=2>; rel=\"next\""),
+                )
+            };
+            ([(header::LINK, link)], Json(users))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, canvas).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config::default();
+    config.lms.target = "canvas".into();
+    config.lms.url = Some(format!("http://{addr}/"));
+    config.lms.secret = Some("token".into());
+    config.lms.course_id = "42".into();
+    let state = WebState::new(
+        &config,
+        dir.path().join("classbox.toml"),
+        Arc::new(LessonStats::default()),
+        "software",
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let app = super::app(state);
+    let cookie = set_up(&app).await;
+    let page = call(&app, get("/attendance", Some(&cookie))).await;
+    assert!(
+        page.body.contains("No class list yet")
+            && page.body.contains("Update the class list from the LMS")
+    );
+    let csrf = csrf_of(&page.body);
+    let fetched = call(
+        &app,
+        post("/attendance/roster", Some(&cookie), &[("csrf", &csrf)]),
+    )
+    .await;
+    assert!(
+        fetched.body.contains("the LMS&#39;s 3 students")
+            || fetched.body.contains("the LMS's 3 students"),
+        "{}",
+        fetched.body
+    );
+    assert!(fetched.body.contains("Grace Hopper"));
+    let saved = std::fs::read_to_string(dir.path().join("roster.json")).unwrap();
+    assert!(saved.contains("Alan Turing"), "kept for the next start");
+    let forged = call(
+        &app,
+        post("/attendance/roster", Some(&cookie), &[("csrf", "forged")]),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
