@@ -96,6 +96,10 @@ pub struct ClassroomConfig {
     /// The classroom seen and heard by the teacher: `auto` (when a camera is found),
     /// `camera`, `test` (test picture and tone) or `off`.
     pub return_feed: String,
+    /// The camera and microphone for it, as the set-up page's device list gives them
+    /// (`v4l2src device="/dev/video0"`); empty: whichever is plugged in.
+    pub camera: String,
+    pub microphone: String,
     /// Its starting and highest video bitrate, kbit/s: less than the lesson's, since the
     /// school's uplink is usually the weaker direction.
     pub return_kbps: u32,
@@ -115,6 +119,8 @@ impl Default for ClassroomConfig {
             watch_code: String::new(),
             mdns_name: "classbox".into(),
             return_feed: "auto".into(),
+            camera: String::new(),
+            microphone: String::new(),
             return_kbps: 300,
             return_max_kbps: 800,
         }
@@ -624,6 +630,20 @@ impl Config {
                 "classroom.return_kbps",
                 "from 40 up to classroom.return_max_kbps".into(),
             ));
+        }
+        for (key, value) in [
+            ("classroom.camera", &self.classroom.camera),
+            ("classroom.microphone", &self.classroom.microphone),
+        ] {
+            let first = value.split_whitespace().next().unwrap_or("");
+            let plain = first
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !value.is_empty()
+                && (value.contains('!') || value.contains('\\') || !plain || value.len() > 300)
+            {
+                return Err((key, "one source element and its settings, as the set-up page lists them (e.g. v4l2src device=\"/dev/video0\")".into()));
+            }
         }
         let name = &self.classroom.mdns_name;
         if !name.is_empty()

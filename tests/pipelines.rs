@@ -178,6 +178,8 @@ async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
             test_sources: true,
             slate: None,
             echo_cancel: true,
+            video_source: None,
+            audio_source: None,
             pipelines_dir: None,
         },
         frames_tx,

@@ -24,6 +24,9 @@ pub struct CaptureSettings {
     /// Show this text on a plain picture instead of the camera (a camera that went
     /// away); the microphone stays.
     pub slate: Option<String>,
+    /// The camera and microphone source elements (None: whichever is plugged in).
+    pub video_source: Option<String>,
+    pub audio_source: Option<String>,
     /// Cancel the speakers' echo from the microphone (`webrtcdsp`, paired with the
     /// display's `webrtcechoprobe`, which must be running).
     pub echo_cancel: bool,
@@ -53,15 +56,18 @@ impl Capture {
         let (video_source, audio_source) = if let Some(text) = &settings.slate {
             let text: String = text.chars().filter(|c| !matches!(c, '"' | '\\')).collect();
             let audio = if settings.test_sources {
-                "audiotestsrc is-live=true wave=silence"
+                "audiotestsrc is-live=true wave=silence".to_string()
             } else {
-                "autoaudiosrc"
+                settings
+                    .audio_source
+                    .clone()
+                    .unwrap_or_else(|| "autoaudiosrc".into())
             };
             (
                 format!(
                     "videotestsrc is-live=true pattern=black ! textoverlay text=\"{text}\" valignment=center halignment=center font-desc=\"Sans 28\""
                 ),
-                audio.to_string(),
+                audio,
             )
         } else if settings.test_sources {
             (
@@ -69,7 +75,16 @@ impl Capture {
                 "audiotestsrc is-live=true wave=sine freq=440 volume=0.3".to_string(),
             )
         } else {
-            ("autovideosrc".to_string(), "autoaudiosrc".to_string())
+            (
+                settings
+                    .video_source
+                    .clone()
+                    .unwrap_or_else(|| "autovideosrc".into()),
+                settings
+                    .audio_source
+                    .clone()
+                    .unwrap_or_else(|| "autoaudiosrc".into()),
+            )
         };
         let vars = BTreeMap::from([
             ("VIDEO_SOURCE", video_source),

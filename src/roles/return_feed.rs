@@ -27,6 +27,7 @@ pub fn sources(config: &Config) -> Option<bool> {
         "off" => None,
         "test" => Some(true),
         "camera" => Some(false),
+        _ if !config.classroom.camera.is_empty() => Some(false),
         _ => {
             if crate::media::devices::cameras().is_empty() {
                 tracing::info!(
@@ -65,6 +66,8 @@ pub async fn run(
         test_sources,
         slate,
         echo_cancel: false,
+        video_source: Some(c.camera.clone()).filter(|s| !s.is_empty()),
+        audio_source: Some(c.microphone.clone()).filter(|s| !s.is_empty()),
         adaptive: true,
         pipelines_dir: config.media.pipelines_dir.clone(),
     };

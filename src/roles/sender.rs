@@ -43,6 +43,9 @@ pub struct SenderSettings {
     pub slate: Option<String>,
     /// Cancel the speakers' echo (see [`CaptureSettings::echo_cancel`]).
     pub echo_cancel: bool,
+    /// Chosen camera and microphone (None: whichever is plugged in).
+    pub video_source: Option<String>,
+    pub audio_source: Option<String>,
     pub adaptive: bool,
     pub pipelines_dir: Option<std::path::PathBuf>,
 }
@@ -105,6 +108,8 @@ impl AdaptiveSender {
                 test_sources: s.test_sources,
                 slate: s.slate.clone(),
                 echo_cancel: s.echo_cancel,
+                video_source: s.video_source.clone(),
+                audio_source: s.audio_source.clone(),
                 pipelines_dir: s.pipelines_dir.clone(),
             },
             frames_tx,

@@ -55,6 +55,8 @@ pub async fn run(
             test_sources: t.test_sources,
             slate: None,
             echo_cancel: false,
+            video_source: None,
+            audio_source: None,
             adaptive: t.adaptive,
             pipelines_dir: config.media.pipelines_dir.clone(),
         },

@@ -26,6 +26,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("token", "link.token"),
     ("fingerprint", "link.fingerprint"),
     ("display", "classroom.display"),
+    ("camera", "classroom.camera"),
+    ("microphone", "classroom.microphone"),
     ("lms_target", "lms.target"),
     ("lms_url", "lms.url"),
     ("lms_username", "lms.username"),
@@ -54,6 +56,8 @@ pub async fn page(State(state): State<WebState>) -> Response {
 }
 
 fn render(state: &WebState, values: &Values, errors: &Errors, general: Option<&str>) -> String {
+    // The device lists come from GStreamer's device monitor.
+    let _ = crate::media::init();
     let v = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
     let field =
         |name: &'static str, label: &'static str, kind: &'static str, hint: &'static str| {
@@ -79,8 +83,7 @@ fn render(state: &WebState, values: &Values, errors: &Errors, general: Option<&s
          <fieldset><legend>3. The lesson relay</legend>{}{}{}{}</fieldset>\
          <fieldset><legend>4. The school's LMS (optional)</legend>{}{}{}{}{}\
            <p><button type=\"button\" class=\"secondary\" id=\"test-lms\">Test these LMS settings</button> <span id=\"lms-result\" role=\"status\"></span></p></fieldset>\
-         <fieldset><legend>5. Display</legend>{}\
-           <p class=\"hint\">Camera and microphone: the box uses the ones plugged in.</p></fieldset>\
+         <fieldset><legend>5. Display, camera and microphone</legend>{}{}{}</fieldset>\
          <p><button>Save and start</button></p></form>\
          <script>\
          document.getElementById('test-lms').addEventListener('click', async () => {{\
@@ -171,6 +174,20 @@ fn render(state: &WebState, values: &Values, errors: &Errors, general: Option<&s
             v("display"),
             ""
         ),
+        device_select(
+            "camera",
+            "Camera (the teacher sees the classroom)",
+            &crate::media::devices::cameras(),
+            v("camera"),
+            errors.get("camera")
+        ),
+        device_select(
+            "microphone",
+            "Microphone (the teacher hears the classroom)",
+            &crate::media::devices::microphones(),
+            v("microphone"),
+            errors.get("microphone")
+        ),
     );
     pages::layout(
         "Set up",
@@ -178,6 +195,38 @@ fn render(state: &WebState, values: &Values, errors: &Errors, general: Option<&s
         pages::Nav::Public,
         None,
         &body,
+    )
+}
+
+/// A choice among the devices plugged in now, "whichever is plugged in" first.
+fn device_select(
+    name: &str,
+    label: &str,
+    devices: &[crate::media::devices::Device],
+    chosen: &str,
+    error: Option<&String>,
+) -> String {
+    let mut options: Vec<(&str, &str)> = vec![("", "Whichever is plugged in")];
+    options.extend(devices.iter().map(|d| (d.source.as_str(), d.name.as_str())));
+    if !chosen.is_empty() && !devices.iter().any(|d| d.source == chosen) {
+        options.push((chosen, "(the one chosen before; not plugged in now)"));
+    }
+    let hint = if devices.is_empty() {
+        "None found right now; plug it in and reload this page."
+    } else {
+        ""
+    };
+    let error = error
+        .map(|e| {
+            format!(
+                "<p class=\"error\" id=\"{name}-error\">{}</p>",
+                pages::esc(e)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{}{error}",
+        pages::select(name, label, &options, chosen, hint)
     )
 }
 

@@ -137,6 +137,7 @@ async fn first_boot_goes_to_the_wizard_and_bad_values_are_refused_next_to_their_
         ("relay", "no-port-here", "relay"),
         ("room", "bad room!", "room"),
         ("lms_url", "ftp://x", "https://"),
+        ("camera", "videotestsrc ! fakesink", "one source element"),
     ] {
         let mut form: Vec<(&str, &str)> =
             SETUP.iter().filter(|(k, _)| *k != field).copied().collect();
@@ -176,11 +177,16 @@ async fn first_boot_goes_to_the_wizard_and_bad_values_are_refused_next_to_their_
             .contains("at least 10 characters")
     );
 
-    let cookie = set_up(&app).await;
+    let mut with_camera: Vec<(&str, &str)> = SETUP.to_vec();
+    with_camera.push(("camera", "v4l2src device=\"/dev/video0\""));
+    let done = call(&app, post("/setup", None, &with_camera)).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let cookie = cookie_of(&done);
     let written = std::fs::read_to_string(dir.path().join("classbox.toml")).unwrap();
     let config =
         crate::config::Config::from_toml(&written, std::path::Path::new("x"), &[]).unwrap();
     assert_eq!(config.classroom.name, "Room 4B");
+    assert_eq!(config.classroom.camera, "v4l2src device=\"/dev/video0\"");
     assert_eq!(config.lms.secret.as_deref(), Some("top-secret-value"));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
