@@ -159,9 +159,9 @@ fn render(state: &WebState, values: &Values, errors: &Errors, general: Option<&s
         ),
         field(
             "lms_course_id",
-            "Canvas course id",
+            "Course id",
             "text",
-            "Only for Canvas."
+            "Canvas: the course this classroom is; Moodle: for the class list."
         ),
         pages::select(
             "display",
