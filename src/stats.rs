@@ -106,6 +106,12 @@ pub struct MediaState {
     pub notice: Option<String>,
     /// What the classroom display shows while no lesson runs (None: the lesson).
     pub slate: Option<String>,
+    /// The lesson's picture size as decoded now (it follows the teacher's ladder).
+    pub picture: Option<(u32, u32)>,
+    /// Where the lesson is shown: "screen" or "nowhere (headless)".
+    pub output: String,
+    /// The classroom's camera towards the teacher: "sending", a slate's reason, or "off".
+    pub camera: String,
 }
 
 impl Default for LessonStats {
@@ -441,6 +447,14 @@ impl LessonStats {
     /// Change what the display's slate says (None: the lesson is on screen).
     pub fn set_slate(&self, slate: Option<String>) {
         self.media.lock().expect("stats lock").slate = slate;
+    }
+
+    pub fn set_picture(&self, width: u32, height: u32) {
+        self.media.lock().expect("stats lock").picture = Some((width, height));
+    }
+
+    pub fn set_camera(&self, state: &str) {
+        self.media.lock().expect("stats lock").camera = state.to_string();
     }
 
     pub fn media(&self) -> MediaState {

@@ -51,7 +51,7 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
     let browser = Browser::start().await;
     // First boot: every page leads to the wizard.
     browser.goto(&format!("{page}/attendance")).await;
-    assert!(browser.url().await.ends_with("/setup"));
+    browser.wait_url("/setup").await;
     browser.fill("#password", "a long enough secret").await;
     browser.fill("#password2", "a long enough secret").await;
     browser.fill("#relay", &relay.addr.to_string()).await;
@@ -97,6 +97,16 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
         .await;
     tokio::time::sleep(Duration::from_secs(6)).await; // some history for the plot
     assert_eq!(browser.script("return window.__noReload;").await, 42);
+    browser
+        .wait_text("#picture", "the picture size the teacher sends", |t| {
+            t.ends_with('p')
+        })
+        .await;
+    assert_eq!(
+        browser.text("#camera").await,
+        "off",
+        "no camera asked for here"
+    );
     let video = browser.text("#video").await;
     assert!(video.ends_with("kbit/s") && video != "0 kbit/s", "{video}");
     browser.screenshot(&shot("status")).await;
@@ -155,7 +165,7 @@ async fn staff_set_up_the_box_watch_the_lesson_and_take_attendance_with_the_lms_
 
     // Log out, and back in.
     browser.click("header button.link").await;
-    assert!(browser.url().await.contains("/login"));
+    browser.wait_url("/login").await;
     browser.fill("#password", "not the password").await;
     browser.click("main form button").await;
     assert!(browser.text(".flash").await.contains("not right"));

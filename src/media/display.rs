@@ -125,13 +125,24 @@ impl Display {
                 .ok_or(MediaError::MissingElement("decoder src pad"))?;
             let stats = stats.clone();
             let epoch = epoch_us.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(buffer) = info.buffer() {
-                    let pts_us = buffer.pts().map(|p| p.useconds()).unwrap_or(0);
-                    stats.record_decoded(kind, epoch.load(Ordering::Relaxed) + pts_us);
-                }
-                gst::PadProbeReturn::Ok
-            });
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    if let Some(buffer) = info.buffer() {
+                        let pts_us = buffer.pts().map(|p| p.useconds()).unwrap_or(0);
+                        stats.record_decoded(kind, epoch.load(Ordering::Relaxed) + pts_us);
+                    } else if let Some(gst::PadProbeData::Event(event)) = &info.data
+                        && let gst::EventView::Caps(caps) = event.view()
+                        && kind == TrackKind::Video
+                        && let Some(s) = caps.caps().structure(0)
+                        && let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height"))
+                    {
+                        // The picture size the teacher sends now (it follows the ladder).
+                        stats.set_picture(w as u32, h as u32);
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
         }
         let bus = super::watch_bus(&pipeline, "classroom-display", errors);
         super::set_state(&pipeline, gst::State::Playing).await?;

@@ -90,6 +90,7 @@ pub async fn run(
             test_sources,
             echo_rx,
             stats.feed("return"),
+            stats.clone(),
             shutdown.clone(),
         )));
     } else if output == Output::Window && !media::probe::has("webrtcdsp") {
@@ -196,8 +197,16 @@ pub async fn run(
     let mut pipelines_dir = config.media.pipelines_dir.clone();
     stats.set_media(crate::stats::MediaState {
         profile: profile.name.clone(),
-        notice: None,
-        slate: None,
+        output: match output {
+            Output::Window => "screen".into(),
+            Output::Headless => "nowhere (headless)".into(),
+        },
+        camera: if return_sources.is_some() {
+            "starting".into()
+        } else {
+            "off".into()
+        },
+        ..Default::default()
     });
     // While no lesson runs, the screen says who this is, where its page is, how the link is.
     let slate_text = || {
@@ -256,7 +265,7 @@ pub async fn run(
                 stats.set_media(crate::stats::MediaState {
                     profile: profile.name.clone(),
                     notice: Some(notice),
-                    slate: None,
+                    ..stats.media()
                 });
                 let Some(broadcast) = playing.clone() else {
                     continue;

@@ -50,6 +50,7 @@ pub async fn run(
     test_sources: bool,
     mut echo: tokio::sync::watch::Receiver<bool>,
     stats: Arc<LessonStats>,
+    classroom: Arc<LessonStats>,
     shutdown: CancellationToken,
 ) {
     let box_id = config.box_id();
@@ -102,9 +103,15 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "return feed cannot start");
+                classroom.set_camera("failed: the teacher cannot see the classroom");
                 break;
             }
         };
+        classroom.set_camera(match slate {
+            0 => "sending to the teacher",
+            1 => "slate: camera disconnected",
+            _ => "slate: no camera or microphone",
+        });
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let retry_camera = tokio::time::sleep(CAMERA_RETRY);
         tokio::pin!(retry_camera);

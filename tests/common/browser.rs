@@ -108,6 +108,22 @@ impl Browser {
             .to_string()
     }
 
+    /// Poll the address until it contains `part` (navigation after a click is async).
+    pub async fn wait_url(&self, part: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let url = self.url().await;
+            if url.contains(part) {
+                return url;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still at {url}, expected {part}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn find(&self, css: &str) -> String {
         let started = Instant::now();
         loop {
