@@ -84,13 +84,15 @@ pub async fn run(
     let (echo_tx, echo_rx) = tokio::sync::watch::channel(false);
     if let Some(test_sources) = return_sources {
         tasks.push(tokio::spawn(super::return_feed::run(
-            config.clone(),
-            profile.clone(),
-            origin.clone(),
-            test_sources,
-            echo_rx,
-            stats.feed("return"),
-            stats.clone(),
+            super::return_feed::ReturnFeed {
+                config: config.clone(),
+                profile: profile.clone(),
+                origin: origin.clone(),
+                test_sources,
+                echo: echo_rx,
+                stats: stats.feed("return"),
+                classroom: stats.clone(),
+            },
             shutdown.clone(),
         )));
     } else if output == Output::Window && !media::probe::has("webrtcdsp") {

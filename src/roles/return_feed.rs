@@ -41,18 +41,31 @@ pub fn sources(config: &Config) -> Option<bool> {
     }
 }
 
-/// `echo`: true while the classroom's speakers play the lesson through an echo probe;
-/// the microphone then cancels their echo (and the feed restarts to take it up).
-pub async fn run(
-    config: Config,
-    profile: Profile,
-    origin: moq_net::origin::Producer,
-    test_sources: bool,
-    mut echo: tokio::sync::watch::Receiver<bool>,
-    stats: Arc<LessonStats>,
-    classroom: Arc<LessonStats>,
-    shutdown: CancellationToken,
-) {
+/// The return feed's parts, as the classroom role hands them over.
+pub struct ReturnFeed {
+    pub config: Config,
+    pub profile: Profile,
+    pub origin: moq_net::origin::Producer,
+    pub test_sources: bool,
+    /// True while the classroom's speakers play the lesson through an echo probe; the
+    /// microphone then cancels their echo (and the feed restarts to take it up).
+    pub echo: tokio::sync::watch::Receiver<bool>,
+    /// The feed's own sender figures.
+    pub stats: Arc<LessonStats>,
+    /// The classroom's, where the camera's state is shown.
+    pub classroom: Arc<LessonStats>,
+}
+
+pub async fn run(feed: ReturnFeed, shutdown: CancellationToken) {
+    let ReturnFeed {
+        config,
+        profile,
+        origin,
+        test_sources,
+        mut echo,
+        stats,
+        classroom,
+    } = feed;
     let box_id = config.box_id();
     let c = &config.classroom;
     let settings = |slate: Option<String>| SenderSettings {
