@@ -130,6 +130,8 @@ impl Default for ClassroomConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeacherConfig {
+    /// Shown on the classrooms' pages as who is teaching.
+    pub name: String,
     pub width: u32,
     pub height: u32,
     pub framerate: u32,
@@ -149,6 +151,7 @@ pub struct TeacherConfig {
 impl Default for TeacherConfig {
     fn default() -> Self {
         Self {
+            name: String::new(),
             width: 640,
             height: 360,
             framerate: 30,

@@ -112,6 +112,8 @@ pub struct MediaState {
     pub output: String,
     /// The classroom's camera towards the teacher: "sending", a slate's reason, or "off".
     pub camera: String,
+    /// Who is teaching the lesson being shown (from its catalog).
+    pub teacher: Option<String>,
 }
 
 impl Default for LessonStats {
@@ -451,6 +453,10 @@ impl LessonStats {
 
     pub fn set_picture(&self, width: u32, height: u32) {
         self.media.lock().expect("stats lock").picture = Some((width, height));
+    }
+
+    pub fn set_teacher(&self, teacher: Option<String>) {
+        self.media.lock().expect("stats lock").teacher = teacher;
     }
 
     pub fn set_camera(&self, state: &str) {

@@ -303,6 +303,7 @@ pub async fn run(
         if !update.kind.is_active() {
             tracing::info!("teacher went offline; waiting");
             playing = None;
+            stats.set_teacher(None);
             // Free the screen for the slate.
             display = None;
             display_errors = None;
@@ -329,6 +330,7 @@ pub async fn run(
         if slate.take().is_some() {
             stats.set_slate(None);
         }
+        stats.set_teacher(catalog.teacher.clone());
         let current = match display.take() {
             Some((c, d)) if c == catalog => d,
             _ => {

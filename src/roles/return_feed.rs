@@ -80,6 +80,7 @@ pub async fn run(feed: ReturnFeed, shutdown: CancellationToken) {
         test_sources,
         slate,
         echo_cancel: false,
+        title: Some(c.name.clone()),
         video_source: Some(c.camera.clone()).filter(|s| !s.is_empty()),
         audio_source: Some(c.microphone.clone()).filter(|s| !s.is_empty()),
         adaptive: true,

@@ -43,6 +43,8 @@ pub struct SenderSettings {
     pub slate: Option<String>,
     /// Cancel the speakers' echo (see [`CaptureSettings::echo_cancel`]).
     pub echo_cancel: bool,
+    /// Who is sending, for the receivers' pages (the teacher's name).
+    pub title: Option<String>,
     /// Chosen camera and microphone (None: whichever is plugged in).
     pub video_source: Option<String>,
     pub audio_source: Option<String>,
@@ -91,6 +93,7 @@ impl AdaptiveSender {
                 framerate,
             }),
             audio: Some(AudioInfo::default()),
+            teacher: s.title.clone(),
         };
         let publisher = BroadcastPublisher::new(origin, &s.broadcast, &catalog)?;
         let video_switch = publisher.video_switch();

@@ -55,6 +55,7 @@ pub async fn run(
             test_sources: t.test_sources,
             slate: None,
             echo_cancel: false,
+            title: Some(t.name.clone()).filter(|n| !n.is_empty()),
             video_source: None,
             audio_source: None,
             adaptive: t.adaptive,

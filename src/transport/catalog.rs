@@ -10,6 +10,9 @@ pub struct Catalog {
     pub version: u32,
     pub video: Option<VideoInfo>,
     pub audio: Option<AudioInfo>,
+    /// Who is teaching (shown on the classroom's page); absent in older catalogs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
