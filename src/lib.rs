@@ -28,6 +28,7 @@ pub mod roles;
 pub mod shutdown;
 pub mod state;
 pub mod stats;
+pub mod systemd;
 pub mod telemetry;
 pub mod transport;
 pub mod web;

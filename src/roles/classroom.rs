@@ -220,6 +220,12 @@ pub async fn run(
     };
     let mut slate = start_slate(&profile, output, &slate_text(), &stats).await;
     let mut slate_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Serving: the page is up and the relay is being dialled.
+    crate::systemd::ready(&match &page_url {
+        Some(url) => format!("page on {url}; dialling the relay"),
+        None => "dialling the relay".to_string(),
+    });
+    let mut watchdog = crate::systemd::Watchdog::new();
     loop {
         enum Step {
             Update(moq_net::announce::Update),
@@ -234,6 +240,11 @@ pub async fn run(
             },
             Some(e) = next_error(&mut display_errors) => Step::DisplayFailed(e),
             _ = slate_tick.tick() => Step::Slate,
+            // The main loop is alive: tell systemd's watchdog.
+            _ = watchdog.tick() => {
+                watchdog.ping();
+                continue;
+            }
         };
         let update = match step {
             Step::Update(update) => update,
@@ -361,6 +372,7 @@ pub async fn run(
         )));
     }
 
+    crate::systemd::stopping();
     if let Some(l) = lesson.take() {
         l.abort();
     }

@@ -44,6 +44,17 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         fingerprint = %format!("sha256:{}", relay.fingerprint()),
         "relay listening; clients pin this fingerprint (link.fingerprint)"
     );
-    relay.run(shutdown).await;
+    let addr = relay.local_addr()?;
+    let mut serving = tokio::spawn(relay.run(shutdown.clone()));
+    crate::systemd::ready(&format!("relay listening on {addr}"));
+    // The watchdog is pinged from here: a runtime that hangs stops pinging.
+    let mut watchdog = crate::systemd::Watchdog::new();
+    loop {
+        tokio::select! {
+            _ = &mut serving => break,
+            _ = watchdog.tick() => watchdog.ping(),
+        }
+    }
+    crate::systemd::stopping();
     Ok(())
 }
