@@ -15,21 +15,13 @@ async fn a_failing_video_pipeline_falls_back_to_software_and_the_lesson_goes_on(
     let dir = tempfile::tempdir().unwrap();
     let relay = TestRelay::start(dir.path(), "127.0.0.1:0").await;
 
-    // Edited copies of the pipeline files, as an IT person would make with
-    // media.pipelines_dir; the classroom one fails after 45 pictures.
-    let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(pipelines.join("software")).unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/gst-pipelines/software");
-    let teacher_text = std::fs::read_to_string(format!("{root}/teacher.pipeline")).unwrap();
-    std::fs::write(pipelines.join("software/teacher.pipeline"), teacher_text).unwrap();
-    let classroom_text = std::fs::read_to_string(format!("{root}/classroom.pipeline")).unwrap();
-    let failing = classroom_text.replacen(
+    // The classroom's video pipeline fails after 45 pictures.
+    let pipelines = common::edited_pipelines(
+        dir.path(),
+        "classroom",
         "! h264parse !",
         "! h264parse ! identity error-after=45 !",
-        1,
     );
-    assert_ne!(failing, classroom_text);
-    std::fs::write(pipelines.join("software/classroom.pipeline"), failing).unwrap();
 
     let mut config = relay.client_config("room", Role::Box);
     config.media.pipelines_dir = Some(pipelines);

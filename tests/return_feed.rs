@@ -60,22 +60,12 @@ async fn a_camera_that_fails_is_replaced_by_a_slate() {
     let relay = TestRelay::start(dir.path(), "127.0.0.1:0").await;
     // An edited capture pipeline whose camera fails after 20 pictures (an unplugged
     // USB webcam); test sources otherwise.
-    let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(pipelines.join("software")).unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/gst-pipelines/software");
-    let teacher_text = std::fs::read_to_string(format!("{root}/teacher.pipeline")).unwrap();
-    let failing = teacher_text.replacen(
+    let pipelines = common::edited_pipelines(
+        dir.path(),
+        "teacher",
         "${VIDEO_SOURCE} !",
         "${VIDEO_SOURCE} ! identity error-after=20 !",
-        1,
     );
-    assert_ne!(failing, teacher_text);
-    std::fs::write(pipelines.join("software/teacher.pipeline"), failing).unwrap();
-    std::fs::copy(
-        format!("{root}/classroom.pipeline"),
-        pipelines.join("software/classroom.pipeline"),
-    )
-    .unwrap();
 
     let mut config = relay.client_config("room", Role::Box);
     config.classroom.id = "room-8".into();

@@ -705,6 +705,25 @@ mod tests {
         }
     }
 
+    fn submission() -> Event {
+        Event::Submission {
+            assignment: "a1".into(),
+            student: Student {
+                id: "s1".into(),
+                name: None,
+            },
+            text: None,
+        }
+    }
+
+    fn file(name: &str, content_type: &str, bytes: &'static [u8]) -> NewAttachment {
+        NewAttachment {
+            file_name: name.into(),
+            content_type: content_type.into(),
+            content: AttachmentContent::Bytes(bytes::Bytes::from_static(bytes)),
+        }
+    }
+
     #[tokio::test]
     async fn enqueued_records_survive_reopening_and_keep_entity_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -787,19 +806,12 @@ mod tests {
     async fn attachments_are_stored_hashed_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).await.unwrap();
-        let event = Event::Submission {
-            assignment: "a1".into(),
-            student: Student {
-                id: "s1".into(),
-                name: None,
-            },
-            text: None,
-        };
-        let file = NewAttachment {
-            file_name: "../../etc/passwd essay.pdf".into(),
-            content_type: "application/pdf".into(),
-            content: AttachmentContent::Bytes(bytes::Bytes::from_static(b"%PDF-1.4 hello")),
-        };
+        let event = submission();
+        let file = file(
+            "../../etc/passwd essay.pdf",
+            "application/pdf",
+            b"%PDF-1.4 hello",
+        );
         let id = outbox
             .enqueue(Target::Canvas, event, None, vec![file])
             .await
@@ -822,19 +834,8 @@ mod tests {
     async fn bad_input_queues_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).await.unwrap();
-        let bad_type = NewAttachment {
-            file_name: "x.pdf".into(),
-            content_type: "pdf".into(),
-            content: AttachmentContent::Bytes(bytes::Bytes::from_static(b"x")),
-        };
-        let event = Event::Submission {
-            assignment: "a1".into(),
-            student: Student {
-                id: "s1".into(),
-                name: None,
-            },
-            text: None,
-        };
+        let bad_type = file("x.pdf", "pdf", b"x");
+        let event = submission();
         assert!(matches!(
             outbox
                 .enqueue(Target::Canvas, event, None, vec![bad_type])
@@ -858,19 +859,8 @@ mod tests {
     async fn delivered_records_are_pruned_with_their_files() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).await.unwrap();
-        let file = NewAttachment {
-            file_name: "a.txt".into(),
-            content_type: "text/plain".into(),
-            content: AttachmentContent::Bytes(bytes::Bytes::from_static(b"x")),
-        };
-        let event = Event::Submission {
-            assignment: "a1".into(),
-            student: Student {
-                id: "s1".into(),
-                name: None,
-            },
-            text: None,
-        };
+        let file = file("a.txt", "text/plain", b"x");
+        let event = submission();
         let old = outbox
             .enqueue(Target::Canvas, event, None, vec![file])
             .await

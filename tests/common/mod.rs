@@ -37,6 +37,28 @@ where
     panic!("not within {limit:?}: {what}");
 }
 
+/// Edited copies of the software pipeline files in `dir/pipelines` (what an IT person
+/// makes with `media.pipelines_dir`), with `from` replaced by `to` once in `role`'s file.
+pub fn edited_pipelines(dir: &Path, role: &str, from: &str, to: &str) -> std::path::PathBuf {
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(pipelines.join("software")).unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/gst-pipelines/software");
+    for file in ["teacher", "classroom"] {
+        let text = std::fs::read_to_string(format!("{root}/{file}.pipeline")).unwrap();
+        let edited = if file == role {
+            text.replacen(from, to, 1)
+        } else {
+            text.clone()
+        };
+        assert!(
+            file != role || edited != text,
+            "{from:?} is not in {file}.pipeline"
+        );
+        std::fs::write(pipelines.join(format!("software/{file}.pipeline")), edited).unwrap();
+    }
+    pipelines
+}
+
 pub fn init() {
     let _ = tracing_subscriber_init();
     classbox::media::init().expect("GStreamer initialises");
