@@ -11,9 +11,12 @@
 //! Internals never reach the page: errors become a message next to the field or a
 //! plain status.
 
+mod attendance;
 pub mod auth;
+mod diagnostics;
 pub mod mdns;
 pub mod pages;
+mod queue;
 mod setup;
 mod watch;
 
@@ -35,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    lms::{Event, Outbox, RecordState, Student, SyncStatus, Target},
+    lms::{Outbox, Student, SyncStatus, Target},
     stats::{LessonStats, Snapshot},
 };
 use auth::{AdminPassword, LoginLimiter, Sessions};
@@ -142,14 +145,17 @@ pub fn app(state: WebState) -> Router {
         .route("/logout", post(logout))
         .route("/setup", get(setup::page).post(setup::submit))
         .route("/setup/test-lms", post(setup::test_lms))
-        .route("/attendance", get(attendance_page).post(attendance_submit))
-        .route("/attendance/roster", post(roster_fetch))
-        .route("/queue", get(queue_page))
-        .route("/queue/retry", post(queue_retry))
+        .route(
+            "/attendance",
+            get(attendance::page).post(attendance::submit),
+        )
+        .route("/attendance/roster", post(attendance::roster_fetch))
+        .route("/queue", get(queue::page))
+        .route("/queue/retry", post(queue::retry))
         .route("/watch", get(watch::page).post(watch::enter_code))
         .route("/watch/stream", get(watch::stream))
-        .route("/diagnostics", get(diagnostics_page))
-        .route("/diagnostics/bundle", get(support_bundle))
+        .route("/diagnostics", get(diagnostics::page))
+        .route("/diagnostics/bundle", get(diagnostics::bundle))
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css", include_str!("assets/style.css")) }),
@@ -328,8 +334,8 @@ async fn login(
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
+pub(crate) struct CsrfForm {
+    pub csrf: String,
 }
 
 async fn logout(
@@ -354,7 +360,7 @@ async fn logout(
 // ---------------------------------------------------------------- status
 
 #[derive(Serialize)]
-struct Status {
+pub(crate) struct Status {
     #[serde(flatten)]
     info: PageInfo,
     now: Snapshot,
@@ -364,7 +370,7 @@ struct Status {
     media: crate::stats::MediaState,
 }
 
-async fn current_status(state: &WebState) -> Status {
+pub(crate) async fn current_status(state: &WebState) -> Status {
     let queue = match &state.outbox {
         Some(outbox) => outbox.counts().await.ok(),
         None => None,
@@ -411,407 +417,6 @@ async fn events(State(state): State<WebState>, _admin: Admin) -> impl IntoRespon
         ))
     });
     sse::Sse::new(stream).keep_alive(sse::KeepAlive::default())
-}
-
-// ---------------------------------------------------------------- attendance
-
-fn today() -> String {
-    crate::lms::xapi::rfc3339(crate::frame::unix_micros() as i64 / 1000)[..10].to_string()
-}
-
-fn attendance_html(
-    state: &WebState,
-    csrf: &str,
-    lesson: &str,
-    message: Option<(&str, bool)>,
-) -> String {
-    let mut rows = String::new();
-    let roster = state.roster.read().expect("roster lock").clone();
-    for s in roster.iter() {
-        let name = s.name.clone().unwrap_or_else(|| s.id.clone());
-        let choices: String = ["present", "late", "absent", "excused"]
-            .iter()
-            .map(|st| {
-                format!(
-                    "<label><input type=\"radio\" name=\"s.{id}\" value=\"{st}\">{label}</label>",
-                    id = esc(&s.id),
-                    label = &(st[..1].to_uppercase() + &st[1..])
-                )
-            })
-            .collect();
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td><div class=\"choices\">{choices}</div></td></tr>",
-            esc(&name)
-        ));
-    }
-    let fetch = if state.lms.is_some() {
-        format!(
-            "<form method=\"post\" action=\"/attendance/roster\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button class=\"secondary\">Update the class list from the LMS</button></form>",
-            esc(csrf)
-        )
-    } else {
-        String::new()
-    };
-    let body = if roster.is_empty() {
-        format!(
-            "<p class=\"panel\">No class list yet. Fetch it from the LMS, or add the students to <code>classroom.roster</code> in the configuration (\"id:Name\" each).</p>{fetch}"
-        )
-    } else {
-        format!(
-            "<form method=\"post\" action=\"/attendance\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"form_id\" value=\"{form_id}\">\
-             <div class=\"panel\"><label for=\"lesson\">Lesson</label><input type=\"text\" id=\"lesson\" name=\"lesson\" value=\"{lesson}\">\
-             <p class=\"hint\">Saved on the box at once, sent to the school's LMS when the link allows.</p></div>\
-             <table class=\"roster\"><thead><tr><th>Student</th><th>Today</th></tr></thead><tbody>{rows}</tbody></table>\
-             <p><button>Save attendance</button></p></form>{fetch}",
-            csrf = esc(csrf),
-            form_id = uuid::Uuid::new_v4(),
-            lesson = esc(lesson),
-        )
-    };
-    let flash = message
-        .map(|(m, ok)| pages::flash(Some(m), ok))
-        .unwrap_or_default();
-    pages::layout(
-        "Attendance",
-        &state.info.classroom,
-        Nav::Attendance,
-        Some(csrf),
-        &format!("<h2>Attendance</h2>{flash}{body}"),
-    )
-}
-
-async fn attendance_page(State(state): State<WebState>, admin: Admin) -> Response {
-    let lesson = format!("{}-{}", state.info.room, today());
-    page(attendance_html(&state, &admin.csrf, &lesson, None))
-}
-
-async fn attendance_submit(
-    State(state): State<WebState>,
-    admin: Admin,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let get = |k: &str| {
-        form.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    if let Err(r) = admin.check_csrf(get("csrf").unwrap_or("")) {
-        return r;
-    }
-    let lesson = get("lesson").unwrap_or("").trim().to_string();
-    let refuse = |m: &str| {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(attendance_html(
-                &state,
-                &admin.csrf,
-                &lesson,
-                Some((m, false)),
-            )),
-        )
-            .into_response()
-    };
-    let (Some(outbox), Some(target)) = (&state.outbox, state.lms_target) else {
-        return refuse(
-            "No LMS is set up, so there is nowhere to send attendance. Set one up first.",
-        );
-    };
-    let form_id = get("form_id").unwrap_or("").to_string();
-    // Validate everything before queueing anything.
-    let mut events = Vec::new();
-    for (key, value) in &form {
-        let Some(id) = key.strip_prefix("s.") else {
-            continue;
-        };
-        let Some(student) = state
-            .roster
-            .read()
-            .expect("roster lock")
-            .iter()
-            .find(|s| s.id == id)
-            .cloned()
-        else {
-            return refuse(&format!("{id:?} is not on the class list."));
-        };
-        let event = match serde_json::from_value::<crate::lms::AttendanceStatus>(
-            serde_json::Value::from(value.clone()),
-        ) {
-            Ok(status) => Event::Attendance {
-                lesson: lesson.clone(),
-                student,
-                status,
-                session_id: None,
-            },
-            Err(_) => {
-                return refuse(&format!(
-                    "{value:?} is not present, late, absent or excused."
-                ));
-            }
-        };
-        if let Err(e) = event.validate().and_then(|()| target.accepts(&event)) {
-            return refuse(&e.to_string());
-        }
-        events.push((format!("{form_id}-{id}"), event));
-    }
-    if events.is_empty() {
-        return refuse("Nothing was ticked.");
-    }
-    let count = events.len();
-    for (key, event) in events {
-        let key = (!form_id.is_empty() && form_id.len() <= 60).then_some(key);
-        if let Err(e) = outbox.enqueue(target, event, key, Vec::new()).await {
-            tracing::error!(error = %e, "attendance not queued");
-            return refuse(
-                "The box could not save this (its storage failed). Nothing was lost that was saved before; please try again.",
-            );
-        }
-    }
-    let pending = outbox.counts().await.map(|c| c.pending).unwrap_or(0);
-    let message =
-        format!("Saved attendance for {count} students. {pending} records are waiting to sync.");
-    page(attendance_html(
-        &state,
-        &admin.csrf,
-        &lesson,
-        Some((&message, true)),
-    ))
-}
-
-async fn roster_fetch(
-    State(state): State<WebState>,
-    admin: Admin,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&form.csrf) {
-        return r;
-    }
-    let lesson = format!("{}-{}", state.info.room, today());
-    let Some(lms) = &state.lms else {
-        return page(attendance_html(
-            &state,
-            &admin.csrf,
-            &lesson,
-            Some(("No LMS is set up.", false)),
-        ));
-    };
-    let message = match tokio::time::timeout(Duration::from_secs(30), lms.roster()).await {
-        Err(_) => (
-            "The LMS did not answer within 30 s; the class list is unchanged.".to_string(),
-            false,
-        ),
-        Ok(Err(e)) => (
-            format!("The class list could not be fetched ({e}); it is unchanged."),
-            false,
-        ),
-        Ok(Ok(students)) if students.is_empty() => (
-            "The LMS lists no students for this course; the class list is unchanged.".into(),
-            false,
-        ),
-        Ok(Ok(students)) => {
-            let count = students.len();
-            let saved = serde_json::to_vec(&students)
-                .map_err(std::io::Error::other)
-                .and_then(|bytes| crate::state::write_private(&state.roster_path, &bytes));
-            *state.roster.write().expect("roster lock") = students;
-            match saved {
-                Ok(()) => (
-                    format!("The class list now has the LMS's {count} students."),
-                    true,
-                ),
-                Err(e) => (
-                    format!("{count} students fetched, but not saved for the next start ({e})."),
-                    false,
-                ),
-            }
-        }
-    };
-    page(attendance_html(
-        &state,
-        &admin.csrf,
-        &lesson,
-        Some((&message.0, message.1)),
-    ))
-}
-
-// ---------------------------------------------------------------- sync queue
-
-#[derive(Deserialize)]
-struct QueueQuery {
-    state: Option<String>,
-    done: Option<String>,
-}
-
-async fn queue_page(
-    State(state): State<WebState>,
-    admin: Admin,
-    Query(q): Query<QueueQuery>,
-) -> Response {
-    let Some(outbox) = &state.outbox else {
-        return page(pages::layout(
-            "Sync queue",
-            &state.info.classroom,
-            Nav::Queue,
-            Some(&admin.csrf),
-            "<p>No outbox.</p>",
-        ));
-    };
-    let which = match q.state.as_deref() {
-        Some("delivered") => RecordState::Delivered,
-        Some("dead") => RecordState::Dead,
-        _ => RecordState::Pending,
-    };
-    let counts = outbox.counts().await.unwrap_or_default();
-    let records = outbox.list(which, 200).await.unwrap_or_default();
-    let tab = |s: RecordState, label: &str, n: i64| {
-        let name = match s {
-            RecordState::Pending => "pending",
-            RecordState::Delivered => "delivered",
-            RecordState::Dead => "dead",
-        };
-        let current = if s == which {
-            " aria-current=\"page\""
-        } else {
-            ""
-        };
-        format!("<a href=\"/queue?state={name}\"{current}>{label} ({n})</a>")
-    };
-    let sync = state.sync.lock().expect("sync status lock").clone();
-    let summary = match (&sync.target, sync.reachable, &sync.last_error) {
-        (None, _, _) => "No LMS is set up.".to_string(),
-        (Some(t), true, _) => format!("The LMS ({}) is reachable.", t.as_str()),
-        (Some(t), false, Some(e)) => format!("The LMS ({}) is not reachable: {e}", t.as_str()),
-        (Some(t), false, None) => format!("Checking the LMS ({})…", t.as_str()),
-    };
-    let last = sync
-        .last_success_ms
-        .or(counts.last_delivered_at_ms)
-        .map(|ms| {
-            format!(
-                " Last delivery {} UTC.",
-                &crate::lms::xapi::rfc3339(ms)[..16].replace('T', " ")
-            )
-        })
-        .unwrap_or_default();
-    let done = q
-        .done
-        .as_deref()
-        .map(|_| pages::flash(Some("Queued again; it will be sent at once."), true))
-        .unwrap_or_default();
-    let body = format!(
-        "<h2>Sync queue</h2>{done}<p class=\"panel\">{}{}</p><div class=\"tabs\">{}{}{}</div>{}",
-        esc(&summary),
-        esc(&last),
-        tab(RecordState::Pending, "Waiting", counts.pending),
-        tab(RecordState::Dead, "Refused by the LMS", counts.dead),
-        tab(RecordState::Delivered, "Delivered", counts.delivered),
-        pages::queue_table(&records, which, &admin.csrf)
-    );
-    page(pages::layout(
-        "Sync queue",
-        &state.info.classroom,
-        Nav::Queue,
-        Some(&admin.csrf),
-        &body,
-    ))
-}
-
-#[derive(Deserialize)]
-struct RetryForm {
-    csrf: String,
-    record_id: String,
-}
-
-async fn queue_retry(
-    State(state): State<WebState>,
-    admin: Admin,
-    Form(form): Form<RetryForm>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&form.csrf) {
-        return r;
-    }
-    let Some(outbox) = &state.outbox else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match outbox.retry(&form.record_id).await {
-        Ok(()) => Redirect::to("/queue?state=pending&done=1").into_response(),
-        Err(_) => (
-            StatusCode::NOT_FOUND,
-            Html("<p>That record is not in the refused list any more.</p>"),
-        )
-            .into_response(),
-    }
-}
-
-// ---------------------------------------------------------------- diagnostics
-
-/// What `classbox doctor` reports about the media stack.
-fn media_report() -> String {
-    match crate::media::init() {
-        Ok(()) => {
-            serde_json::to_string_pretty(&crate::media::probe::report("auto")).unwrap_or_default()
-        }
-        Err(e) => format!("GStreamer cannot start: {e}"),
-    }
-}
-
-async fn diagnostics_page(State(state): State<WebState>, admin: Admin) -> Response {
-    let report = media_report();
-    let logs = crate::telemetry::recent_logs();
-    let tail: Vec<&String> = logs.iter().rev().take(60).collect();
-    let body = format!(
-        "<h2>Diagnostics</h2><p class=\"panel\">classbox {} (commit {}, {}) · media profile {} · relay {} · room {}</p>\
-         <p><a class=\"button\" href=\"/diagnostics/bundle\">Download a support bundle</a> \
-         <span class=\"hint\">Configuration without secrets, recent log lines, versions.</span></p>\
-         <h2>What this box has</h2><pre>{}</pre><h2>Recent log lines (newest first)</h2><pre>{}</pre>",
-        env!("CARGO_PKG_VERSION"),
-        env!("CLASSBOX_GIT_COMMIT"),
-        env!("CLASSBOX_TARGET"),
-        esc(&state.info.profile),
-        esc(&state.info.relay),
-        esc(&state.info.room),
-        esc(&report),
-        esc(&tail
-            .iter()
-            .map(|l| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")),
-    );
-    page(pages::layout(
-        "Diagnostics",
-        &state.info.classroom,
-        Nav::Diagnostics,
-        Some(&admin.csrf),
-        &body,
-    ))
-}
-
-async fn support_bundle(State(state): State<WebState>, _admin: Admin) -> Response {
-    let config = std::fs::read_to_string(&state.config_path)
-        .map(|text| setup::redact(&text))
-        .unwrap_or_else(|e| format!("(cannot read {}: {e})", state.config_path.display()));
-    let report = media_report();
-    let bundle = format!(
-        "classbox support bundle\nversion {} commit {} target {}\n\n== configuration ({}, secrets removed)\n{config}\n\n== media\n{report}\n\n== status\n{}\n\n== recent log lines\n{}\n",
-        env!("CARGO_PKG_VERSION"),
-        env!("CLASSBOX_GIT_COMMIT"),
-        env!("CLASSBOX_TARGET"),
-        state.config_path.display(),
-        serde_json::to_string_pretty(&current_status(&state).await).unwrap_or_default(),
-        crate::telemetry::recent_logs().join("\n"),
-    );
-    (
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"classbox-support.txt\"",
-            ),
-        ],
-        bundle,
-    )
-        .into_response()
 }
 
 /// A bound web server, ready to serve.

@@ -10,6 +10,7 @@ use axum::{
 use tower::ServiceExt;
 
 use super::*;
+use crate::lms::RecordState;
 
 struct Page {
     status: StatusCode,
