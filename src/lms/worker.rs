@@ -318,14 +318,14 @@ impl SyncWorker {
                     _ = shutdown.cancelled() => break,
                     outcome = self.client.deliver(&record, &throttle) => outcome,
                 };
-                if outcome.is_ok() {
+                let Err(failure) = outcome else {
                     let (outbox, id) = (self.outbox.clone(), record.record_id.clone());
                     marks.spawn(async move { outbox.mark_delivered(&id, now_ms()).await });
                     self.set_status(|s| s.last_success_ms = Some(now_ms()));
                     tracing::debug!(record = %record.record_id, kind = %record.kind, entity = %record.entity, "delivered to the LMS");
                     continue;
-                }
-                if !self.settle(&record, outcome).await? {
+                };
+                if !self.settle(&record, failure).await? {
                     reachable = false;
                     break;
                 }
@@ -336,20 +336,15 @@ impl SyncWorker {
         }
     }
 
-    /// Record one outcome. Returns false when the LMS turned out unreachable.
+    /// Record a failed delivery. Returns false when the LMS turned out unreachable.
     async fn settle(
         &self,
         record: &OutboxRecord,
-        outcome: Result<(), DeliveryError>,
+        failure: DeliveryError,
     ) -> Result<bool, OutboxError> {
         let now = now_ms();
-        match outcome {
-            Ok(()) => {
-                self.outbox.mark_delivered(&record.record_id, now).await?;
-                tracing::debug!(record = %record.record_id, kind = %record.kind, entity = %record.entity, "delivered to the LMS");
-                self.set_status(|s| s.last_success_ms = Some(now));
-            }
-            Err(DeliveryError::Unreachable(why)) => {
+        match failure {
+            DeliveryError::Unreachable(why) => {
                 // Not the record's fault: no attempt is spent.
                 self.outbox
                     .postpone(&record.record_id, now, &format!("LMS unreachable: {why}"))
@@ -360,7 +355,7 @@ impl SyncWorker {
                 });
                 return Ok(false);
             }
-            Err(DeliveryError::Retry { reason, after }) => {
+            DeliveryError::Retry { reason, after } => {
                 let backoff = crate::backoff::delay(
                     self.settings.retry_base,
                     self.settings.retry_max,
@@ -374,7 +369,7 @@ impl SyncWorker {
                     .await?;
                 self.set_status(|s| s.last_error = Some(reason));
             }
-            Err(DeliveryError::Permanent(message)) => {
+            DeliveryError::Permanent(message) => {
                 tracing::warn!(record = %record.record_id, %message, "LMS refused a record; dead-lettered");
                 self.outbox.mark_dead(&record.record_id, &message).await?;
             }
