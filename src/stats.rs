@@ -90,6 +90,8 @@ pub struct LessonStats {
     timeline: Mutex<Vec<Decoded>>,
     sender: Mutex<SenderState>,
     pub reconnects: AtomicU64,
+    /// The audio playout buffer's delay over the path's own, µs.
+    audio_delay_us: AtomicU64,
     video: TrackCounters,
     audio: TrackCounters,
     history: Mutex<VecDeque<Snapshot>>,
@@ -121,6 +123,7 @@ impl Default for LessonStats {
         Self {
             link: Mutex::new(LinkState::Idle),
             reconnects: AtomicU64::new(0),
+            audio_delay_us: AtomicU64::new(0),
             video: Default::default(),
             audio: Default::default(),
             history: Default::default(),
@@ -159,6 +162,8 @@ pub struct Snapshot {
     pub video: TrackTotals,
     pub audio: TrackTotals,
     pub sender: SenderState,
+    /// How long sound waits in the playout buffer to ride out the link's jitter.
+    pub audio_buffer_ms: u64,
 }
 
 /// Percentile summary of glass-to-glass latency.
@@ -402,7 +407,12 @@ impl LessonStats {
             video,
             audio,
             sender: self.sender(),
+            audio_buffer_ms: self.audio_delay_us.load(Relaxed) / 1000,
         }
+    }
+
+    pub fn set_audio_delay(&self, delay: Duration) {
+        self.audio_delay_us.store(delay.as_micros() as u64, Relaxed);
     }
 
     /// Sample once a second into the history the page plots, until `shutdown`.

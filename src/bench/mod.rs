@@ -64,6 +64,8 @@ pub struct Figures {
     pub utilisation: f64,
     pub freeze_ratio: f64,
     pub audio_gaps: usize,
+    /// Capture to playing, for sound (its playout buffer trades delay for gaps).
+    pub audio_latency_p95_ms: Option<f64>,
     /// Longest time, over the trace's bandwidth drops, until latency stayed under 400 ms.
     pub recovery_after_drop_s: Option<f64>,
     /// Longest time, over the trace's rises, until delivery reached 80% of the link.
@@ -95,6 +97,8 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
         .collect();
     let latencies: Vec<f64> = video.iter().map(|d| d.latency_ms).collect();
     let summary = summarize(&latencies);
+    let audio_latencies: Vec<f64> = audio.iter().map(|d| d.latency_ms).collect();
+    let audio_summary = summarize(&audio_latencies);
 
     let capacity = capacity_by_second(trace, secs);
     let capacity_kbps = capacity.iter().sum::<f64>() / capacity.len() as f64;
@@ -215,6 +219,7 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
         },
         freeze_ratio,
         audio_gaps,
+        audio_latency_p95_ms: audio_summary.map(|s| s.p95_ms),
         recovery_after_drop_s,
         rampup_after_rise_s,
         resume_after_outage_s,

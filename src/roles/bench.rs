@@ -65,8 +65,10 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
         let baseline = if args.no_baseline {
             None
         } else {
-            let (figures, run) =
+            let (mut figures, run) =
                 run_baseline(args, &name, &trace, link, &profile, shutdown.child_token()).await?;
+            // The baseline's audio carries no capture time: its sound delay is unknown.
+            figures.audio_latency_p95_ms = None;
             if let Some(f) = timeline.as_mut() {
                 write_timeline(f, &name, "srt", &run)?;
             }
@@ -349,7 +351,7 @@ fn print_table(results: &[TraceResult]) {
     let opt = |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.0}{unit}"));
     let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} s"));
     println!(
-        "| trace | system | latency p50 / p95 / max | video kbit/s (link) | utilisation | freeze | audio gaps | recovery after drop | ramp-up after rise | resume after outage | MB sent |"
+        "| trace | system | latency p50 / p95 / max | video kbit/s (link) | utilisation | freeze | audio gaps (sound delay p95) | recovery after drop | ramp-up after rise | resume after outage | MB sent |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
@@ -357,7 +359,7 @@ fn print_table(results: &[TraceResult]) {
             .chain(r.srt_baseline.as_ref().map(|b| ("SRT baseline", b)));
         for (system, f) in rows {
             println!(
-                "| {} | {system} | {} / {} / {} | {:.0} ({:.0}) | {:.0}% | {:.1}% | {} | {} | {} | {} | {:.1} |",
+                "| {} | {system} | {} / {} / {} | {:.0} ({:.0}) | {:.0}% | {:.1}% | {} ({}) | {} | {} | {} | {:.1} |",
                 r.trace,
                 opt(f.latency_p50_ms, " ms"),
                 opt(f.latency_p95_ms, " ms"),
@@ -367,6 +369,7 @@ fn print_table(results: &[TraceResult]) {
                 f.utilisation * 100.0,
                 f.freeze_ratio * 100.0,
                 f.audio_gaps,
+                opt(f.audio_latency_p95_ms, " ms"),
                 secs(f.recovery_after_drop_s),
                 secs(f.rampup_after_rise_s),
                 secs(f.resume_after_outage_s),

@@ -143,6 +143,15 @@ impl RateWindow {
         self.interval_bytes = 0;
         self.interval_app_limited = false;
         self.update_window(min_rtt);
+        tracing::trace!(
+            rate_kbps = (rate * 8.0 / 1000.0) as u64,
+            estimate_kbps = self.estimate().map(|e| (e * 8.0 / 1000.0) as u64),
+            window = self.window,
+            rtt_ms = latest_rtt.as_millis() as u64,
+            min_rtt_ms = min_rtt.as_millis() as u64,
+            queue_building,
+            "rate sample"
+        );
     }
 
     /// Everything sent for a while was lost (an outage or a collapse): halve the rate.

@@ -1,0 +1,340 @@
+//! The audio playout buffer: packets in (in any order, with gaps), packets out in order,
+//! each at its capture time plus a playout delay that follows the link's jitter.
+//!
+//! A speaker plays at a fixed rate, so sound released the moment it arrives breaks up
+//! whenever the network delays a packet (the sink runs dry) and then plays the burst
+//! behind. Here each packet is released at `capture + base + delay`: `base` is the
+//! smallest transit time seen lately (the path's own delay and the clock offset), and
+//! `delay` covers the jitter above it. `delay` rises at once when a packet needs more
+//! (one stall instead of a stall per packet of a delay spike) and comes back down in
+//! steps of one packet, by dropping a packet, once the spike has passed (releasing the
+//! rest faster would only move the wait into the sound card's buffer). A packet still
+//! missing at its turn is given up (the decoder conceals it); one that comes after its
+//! successors were released is late and dropped.
+//!
+//! Sans-IO: times (Unix microseconds) are passed in; unit-tested on simulated arrivals.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// Least delay over the base: about one packet of arrival jitter.
+pub const MIN_DELAY_US: u64 = 30_000;
+/// Most delay over the base: beyond this a conversation stalls, so later packets drop.
+pub const MAX_DELAY_US: u64 = 600_000;
+/// Headroom added over the worst recent transit when the delay grows.
+const MARGIN_US: u64 = 20_000;
+/// The worst transit over this window sets the delay the buffer shrinks towards.
+const JITTER_WINDOW_US: u64 = 2_000_000;
+/// The smallest transit over this window is the base.
+const BASE_WINDOW_US: u64 = 10_000_000;
+/// At most one packet dropped to shrink the delay per this interval.
+const SHRINK_EVERY_US: u64 = 120_000;
+
+#[derive(Debug)]
+pub struct Playout<T> {
+    /// The next sequence number to release; `None` until the first release.
+    next: Option<u64>,
+    /// The highest sequence number that has arrived.
+    newest: Option<u64>,
+    held: BTreeMap<u64, Held<T>>,
+    /// (arrival, transit) of recent packets, oldest first; transit may be negative
+    /// (sender and receiver clocks differ), only differences matter.
+    transits: VecDeque<(u64, i64)>,
+    /// Transits of packets that were the newest when they came (queueing, not
+    /// retransmission): what the delay shrinks towards.
+    queueing: VecDeque<(u64, i64)>,
+    delay_us: u64,
+    last_shrink_us: u64,
+    /// Packets dropped to shrink the delay, and packets that came too late.
+    pub shrunk: u64,
+    pub late: u64,
+}
+
+#[derive(Debug)]
+struct Held<T> {
+    capture_us: u64,
+    item: T,
+}
+
+/// The packet came after newer ones were already released.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Late;
+
+/// What [`Playout::pop`] gives: the next packet to play, how many missing packets
+/// before it were given up, and how many were dropped to shrink the delay.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Release<T> {
+    pub item: T,
+    pub skipped: u64,
+    pub dropped: u64,
+}
+
+impl<T> Default for Playout<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Playout<T> {
+    pub fn new() -> Self {
+        Self {
+            next: None,
+            newest: None,
+            held: BTreeMap::new(),
+            transits: VecDeque::new(),
+            queueing: VecDeque::new(),
+            delay_us: MIN_DELAY_US,
+            last_shrink_us: 0,
+            shrunk: 0,
+            late: 0,
+        }
+    }
+
+    /// The delay over the base now, microseconds.
+    pub fn delay_us(&self) -> u64 {
+        self.delay_us
+    }
+
+    /// A packet arrived at `now_us`, captured at `capture_us` (the sender's clock).
+    pub fn push(
+        &mut self,
+        now_us: u64,
+        sequence: u64,
+        capture_us: u64,
+        item: T,
+    ) -> Result<(), Late> {
+        let transit = now_us as i64 - capture_us as i64;
+        self.transits.push_back((now_us, transit));
+        while self
+            .transits
+            .front()
+            .is_some_and(|&(at, _)| now_us.saturating_sub(at) > BASE_WINDOW_US)
+        {
+            self.transits.pop_front();
+        }
+        // Attack: this packet's wait over the base, plus headroom, at once; but only
+        // for the newest packet so far. One that comes after its successors was lost
+        // and sent again a round trip later: waiting a round trip for every such
+        // packet would cost a stall each time; its turn passes and the decoder
+        // conceals its 20 ms instead.
+        let newest = self.newest.is_none_or(|n| sequence > n);
+        if newest {
+            self.newest = Some(sequence);
+            self.queueing.push_back((now_us, transit));
+            while self
+                .queueing
+                .front()
+                .is_some_and(|&(at, _)| now_us.saturating_sub(at) > JITTER_WINDOW_US)
+            {
+                self.queueing.pop_front();
+            }
+            let extra = (transit - self.base()).max(0) as u64;
+            let needed = (extra + MARGIN_US).min(MAX_DELAY_US);
+            if needed > self.delay_us {
+                self.delay_us = needed;
+            }
+        }
+        if self.next.is_some_and(|next| sequence < next) {
+            self.late += 1;
+            return Err(Late);
+        }
+        self.held.insert(sequence, Held { capture_us, item });
+        Ok(())
+    }
+
+    /// The next packet whose time has come at `now_us`, if any.
+    pub fn pop(&mut self, now_us: u64) -> Option<Release<T>> {
+        let (&first, held) = self.held.first_key_value()?;
+        if now_us < self.play_at(held.capture_us) {
+            return None;
+        }
+        let mut dropped = 0;
+        if self.should_shrink(now_us) && self.held.len() > 1 {
+            // Drop this one; the next plays in its place, one packet sooner.
+            let (_, dropped_held) = self.held.pop_first()?;
+            let next_capture = self.held.first_key_value().map(|(_, h)| h.capture_us)?;
+            let step = next_capture.saturating_sub(dropped_held.capture_us);
+            self.delay_us = self.delay_us.saturating_sub(step).max(MIN_DELAY_US);
+            self.last_shrink_us = now_us;
+            self.shrunk += 1;
+            dropped = 1;
+        }
+        let (sequence, held) = self.held.pop_first()?;
+        let expected = self.next.unwrap_or(first);
+        self.next = Some(sequence + 1);
+        Some(Release {
+            item: held.item,
+            skipped: sequence - expected - dropped,
+            dropped,
+        })
+    }
+
+    /// When the first held packet is due (Unix microseconds).
+    pub fn deadline(&self) -> Option<u64> {
+        self.held
+            .first_key_value()
+            .map(|(_, held)| self.play_at(held.capture_us))
+    }
+
+    fn play_at(&self, capture_us: u64) -> u64 {
+        (capture_us as i64 + self.base() + self.delay_us as i64).max(0) as u64
+    }
+
+    fn base(&self) -> i64 {
+        self.transits.iter().map(|&(_, t)| t).min().unwrap_or(0)
+    }
+
+    /// The delay is a packet or more above what the last few seconds needed.
+    fn should_shrink(&self, now_us: u64) -> bool {
+        if now_us.saturating_sub(self.last_shrink_us) < SHRINK_EVERY_US {
+            return false;
+        }
+        let base = self.base();
+        let worst = self
+            .queueing
+            .iter()
+            .map(|&(_, t)| (t - base).max(0) as u64)
+            .max()
+            .unwrap_or(0);
+        let wanted = (worst + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
+        self.delay_us >= wanted + 20_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACKET_US: u64 = 20_000;
+    /// Sender clock ahead of the receiver's by this much: only differences matter.
+    const CLOCK_OFFSET_US: u64 = 5_000_000;
+
+    /// Feed packets captured every 20 ms with the given one-way delays (ms) and play
+    /// them out on a 1 ms tick; returns the release times (ms) of each sequence.
+    fn run(delays_ms: &[Option<u64>]) -> (Vec<(u64, u64)>, Playout<u64>) {
+        let mut p = Playout::new();
+        let mut arrivals: Vec<(u64, u64, u64)> = delays_ms
+            .iter()
+            .enumerate()
+            .filter_map(|(seq, d)| {
+                let capture = CLOCK_OFFSET_US + seq as u64 * PACKET_US;
+                d.map(|d| (capture - CLOCK_OFFSET_US + d * 1000, seq as u64, capture))
+            })
+            .collect();
+        arrivals.sort();
+        let end = arrivals.last().map_or(0, |a| a.0) + 1_000_000;
+        let mut released = Vec::new();
+        let mut i = 0;
+        for now in (0..=end).step_by(1000) {
+            while i < arrivals.len() && arrivals[i].0 <= now {
+                let (_, seq, capture) = arrivals[i];
+                let _ = p.push(now, seq, capture, seq);
+                i += 1;
+            }
+            while let Some(r) = p.pop(now) {
+                released.push((r.item, now / 1000));
+            }
+        }
+        (released, p)
+    }
+
+    /// Longest silence between releases, ms, assuming each packet plays 20 ms.
+    fn longest_gap(released: &[(u64, u64)]) -> u64 {
+        released
+            .windows(2)
+            .map(|w| w[1].1.saturating_sub(w[0].1))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn steady_packets_play_in_order_at_the_least_delay() {
+        let (released, p) = run(&vec![Some(40); 100]);
+        assert_eq!(released.len(), 100);
+        assert!(released.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+        assert_eq!(p.delay_us(), MIN_DELAY_US);
+        // Released 30 ms after arriving (40 ms on the wire): 70 ms after capture.
+        assert_eq!(released[10].1, 10 * 20 + 40 + 30);
+        assert_eq!(longest_gap(&released), 20);
+    }
+
+    #[test]
+    fn a_delay_spike_costs_one_stall_not_one_per_packet() {
+        // 1 s of a queue building to 400 ms then draining, inside a steady 40 ms path.
+        let mut delays: Vec<Option<u64>> = vec![Some(40); 50];
+        delays.extend((0..25).map(|i| Some(40 + i * 15)));
+        delays.extend((0..25).map(|i| Some(400 - i * 14)));
+        delays.extend(vec![Some(40); 250]);
+        let (released, p) = run(&delays);
+        assert_eq!(
+            released.len() as u64 + p.shrunk,
+            delays.len() as u64,
+            "none lost"
+        );
+        let stalls = released
+            .windows(2)
+            .filter(|w| w[1].1 - w[0].1 > 100)
+            .count();
+        assert!(stalls <= 1, "{stalls} stalls over 100 ms");
+        // Arrival order was kept and the delay came back down after the spike.
+        assert!(released.windows(2).all(|w| w[1].0 > w[0].0));
+        assert!(
+            p.delay_us() <= MIN_DELAY_US + 20_000,
+            "delay {}",
+            p.delay_us()
+        );
+        assert!(p.shrunk > 5, "shrunk by dropping packets: {}", p.shrunk);
+    }
+
+    #[test]
+    fn a_lost_packet_is_given_up_at_its_turn() {
+        let mut delays = vec![Some(40); 20];
+        delays[10] = None;
+        let (released, _) = run(&delays);
+        assert_eq!(released.len(), 19);
+        assert!(!released.iter().any(|r| r.0 == 10));
+        assert_eq!(longest_gap(&released), 40, "its slot stays silent, no more");
+    }
+
+    #[test]
+    fn a_retransmitted_packet_does_not_raise_the_delay() {
+        // Packet 10 is lost and comes again a round trip (+ detection) later.
+        let mut delays = vec![Some(40); 60];
+        delays[10] = Some(160);
+        let (released, p) = run(&delays);
+        assert_eq!(p.delay_us(), MIN_DELAY_US);
+        assert!(!released.iter().any(|r| r.0 == 10), "10 missed its turn");
+        assert_eq!(p.late, 1);
+        assert_eq!(longest_gap(&released), 40);
+    }
+
+    #[test]
+    fn reordered_packets_are_put_back_in_order() {
+        let mut delays = vec![Some(40); 20];
+        delays[5] = Some(65); // at 165 ms, after 6 (160 ms), before its turn (170 ms)
+        let (released, _) = run(&delays);
+        assert_eq!(released.len(), 20);
+        assert!(released.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    }
+
+    #[test]
+    fn a_packet_after_its_successors_is_late() {
+        let mut p = Playout::new();
+        p.push(0, 1, 0, 1).unwrap();
+        p.push(20_000, 3, 20_000, 3).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = p.pop(1_000_000) {
+            out.push((r.item, r.skipped));
+        }
+        assert_eq!(out, vec![(1, 0), (3, 1)]);
+        assert_eq!(p.push(1_000_000, 2, 10_000, 2), Err(Late));
+        assert_eq!(p.late, 1);
+    }
+
+    #[test]
+    fn the_delay_is_bounded() {
+        let mut delays = vec![Some(40); 10];
+        delays.extend(vec![Some(2000); 10]);
+        let (_, p) = run(&delays);
+        assert_eq!(p.delay_us(), MAX_DELAY_US);
+    }
+}
