@@ -40,6 +40,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Bind the page; after a restart the old listener may take a moment to close.
+async fn bind_web_retrying(
+    config: &Config,
+    config_path: &std::path::Path,
+    stats: &Arc<LessonStats>,
+    profile: &str,
+) -> anyhow::Result<classbox::web::WebServer> {
+    let mut attempt = 0;
+    loop {
+        match roles::classroom::bind_web(config, config_path.to_path_buf(), stats.clone(), profile)
+            .await
+        {
+            Ok(web) => return Ok(web),
+            Err(e) if attempt < 20 => {
+                attempt += 1;
+                tracing::debug!(error = %e, "page address busy; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     let mut overrides = env_overrides(std::env::vars());
     overrides.extend(cli.overrides()?);
@@ -58,6 +81,13 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<Ex
     let config = config?;
     if cli.check {
         match &cli.command {
+            // A box without a relay is valid: it waits for its set-up page.
+            Command::Classroom(_) if config.link.relay.is_none() => {
+                println!(
+                    "configuration is valid; no relay set: the box will wait for its set-up page"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             Command::Classroom(_) | Command::Teacher(_) => {
                 roles::link_settings(&config)?;
             }
@@ -76,11 +106,36 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<Ex
                 .config
                 .clone()
                 .unwrap_or_else(|| classbox::config::DEFAULT_PATH.into());
-            let web =
-                roles::classroom::bind_web(&config, config_path, stats.clone(), &profile.name)
-                    .await?;
-            tracing::info!("web page on http://{}/", web.local_addr()?);
-            roles::classroom::run(&config, stats, Some(web), shutdown).await?;
+            let mut config = config;
+            // When the set-up page saves new settings, start over with them (the page
+            // comes back on the same address).
+            loop {
+                let web = bind_web_retrying(&config, &config_path, &stats, &profile.name).await?;
+                tracing::info!("web page on http://{}/", web.local_addr()?);
+                let saved = web.state().saved.clone();
+                let session = shutdown.child_token();
+                let restart = {
+                    let run =
+                        roles::classroom::run(&config, stats.clone(), Some(web), session.clone());
+                    tokio::pin!(run);
+                    tokio::select! {
+                        result = &mut run => {
+                            result?;
+                            false
+                        }
+                        () = saved.notified() => {
+                            tracing::info!("the set-up page saved new settings: starting over with them");
+                            session.cancel();
+                            run.await?;
+                            true
+                        }
+                    }
+                };
+                if !restart || shutdown.is_cancelled() {
+                    break;
+                }
+                config = load_config(&cli)?;
+            }
         }
         Command::Teacher(args) => {
             if let Some(secs) = args.duration {

@@ -67,12 +67,25 @@ fn bad_config_fails_fast_naming_the_key() {
     let out = classbox()
         .args(["--check", "--config"])
         .arg(&path)
-        .arg("classroom")
+        .args(["teacher", "--duration", "1"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`link.relay`"), "{stderr}");
+    // A box without one is valid: a fresh box waits for its set-up page.
+    let out = classbox()
+        .args(["--check", "--config"])
+        .arg(&path)
+        .arg("classroom")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("set-up page"));
 
     // A missing explicit config file is an error, not silently the defaults.
     let out = classbox()

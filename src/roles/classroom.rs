@@ -30,9 +30,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     media::init()?;
     let profile = media::probe::choose(&config.media.profile)?;
-    let settings = super::link_settings(config)?;
-    super::check_token_role(&settings, crate::auth::Role::Box)?;
-    let link = Link::new(settings)?;
+    // Not set up yet (a fresh box: no relay in the config): the page serves the set-up
+    // wizard and the screen shows where to find it; nothing is dialled until then.
+    let settings = match super::link_settings(config) {
+        Ok(settings) => {
+            super::check_token_role(&settings, crate::auth::Role::Box)?;
+            Some(settings)
+        }
+        Err(_) if config.link.relay.is_none() && web.is_some() => {
+            tracing::warn!("no relay in the config: waiting for the set-up page");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let link = settings.map(Link::new).transpose()?;
     let output = Output::detect(config.classroom.display);
     tracing::info!(profile = %profile.name, reason = %profile.reason, ?output, "classroom media profile");
 
@@ -75,7 +86,9 @@ pub async fn run(
             }
         }));
     }
-    let link_task = tokio::spawn(link.run(origin.clone(), stats.clone(), false, shutdown.clone()));
+    let configured = link.is_some();
+    let link_task = link
+        .map(|link| tokio::spawn(link.run(origin.clone(), stats.clone(), false, shutdown.clone())));
     // The classroom seen and heard by the teacher. With a live microphone and the
     // lesson on the speakers, the speakers' echo is cancelled from the microphone.
     let return_sources = super::return_feed::sources(config);
@@ -215,15 +228,16 @@ pub async fn run(
         slate_text(
             &config.classroom.name,
             page_url.as_deref(),
-            &stats.latest().link,
+            configured.then(|| stats.latest().link),
         )
     };
     let mut slate = start_slate(&profile, output, &slate_text(), &stats).await;
     let mut slate_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     // Serving: the page is up and the relay is being dialled.
-    crate::systemd::ready(&match &page_url {
-        Some(url) => format!("page on {url}; dialling the relay"),
-        None => "dialling the relay".to_string(),
+    crate::systemd::ready(&match (&page_url, configured) {
+        (Some(url), true) => format!("page on {url}; dialling the relay"),
+        (Some(url), false) => format!("not set up yet: open {url} to set it up"),
+        (None, _) => "dialling the relay".to_string(),
     });
     let mut watchdog = crate::systemd::Watchdog::new();
     loop {
@@ -381,7 +395,9 @@ pub async fn run(
     for t in tasks {
         let _ = t.await;
     }
-    link_task.await??;
+    if let Some(link_task) = link_task {
+        link_task.await??;
+    }
     Ok(())
 }
 
@@ -407,8 +423,17 @@ fn page_url(addr: SocketAddr) -> String {
     }
 }
 
-fn slate_text(classroom: &str, page: Option<&str>, link: &crate::stats::LinkState) -> String {
+/// `link`: `None` while the box is not set up (no relay to dial).
+fn slate_text(
+    classroom: &str,
+    page: Option<&str>,
+    link: Option<crate::stats::LinkState>,
+) -> String {
     use crate::stats::LinkState::*;
+    let Some(link) = link else {
+        let page = page.map_or_else(String::new, |p| format!(" at {p}"));
+        return format!("{classroom}\nNot set up yet: open this box's page{page} to set it up.");
+    };
     let state = match link {
         Connected { .. } => "Connected. Waiting for the teacher to start the lesson.",
         Connecting | Idle => "Connecting to the lesson relay…",

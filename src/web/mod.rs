@@ -76,6 +76,8 @@ pub struct WebState {
     /// The lesson for LAN viewers, and the class code they need (empty: none).
     pub watch: Arc<crate::media::rebroadcast::LanFeed>,
     pub watch_code: String,
+    /// Told when the set-up wizard saved new settings: the daemon starts over with them.
+    pub saved: Arc<tokio::sync::Notify>,
 }
 
 impl WebState {
@@ -119,6 +121,7 @@ impl WebState {
                 config.media.pipelines_dir.clone(),
             )),
             watch_code: config.classroom.watch_code.clone(),
+            saved: Default::default(),
         })
     }
 }

@@ -305,6 +305,7 @@ pub async fn submit(State(state): State<WebState>, Form(form): Form<Values>) -> 
                 match set {
                     Ok(Ok(())) => {
                         tracing::info!(path = %state.config_path.display(), "set-up saved");
+                        state.saved.notify_one();
                         let token = state.sessions.create(Instant::now());
                         return (
                             [(header::SET_COOKIE, auth::set_cookie(&token))],
