@@ -43,7 +43,6 @@ trap cleanup EXIT
 
 disk="$work/disk.img"
 cp --sparse=always "$image" "$disk"
-cp /usr/share/OVMF/OVMF_VARS.fd "$work/vars.fd"
 # The boot partition starts at 1 MiB (image/build.sh).
 export MTOOLS_SKIP_CHECK=1
 cat >"$work/classbox.toml" <<'EOF'
@@ -61,29 +60,47 @@ EOF
 mcopy -i "$disk@@1M" "$work/classbox.toml" ::/classbox.toml
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-accel=(-machine q35)
-if [ -w /dev/kvm ]; then
-  # Without arch-capabilities: nested KVM (a CI VM) refuses to set that MSR.
-  accel=(-machine q35,accel=kvm -cpu host,-arch-capabilities)
-else
-  say "no KVM: software emulation (slow)"
-fi
-say "booting $image (page forwarded to 127.0.0.1:$port)"
-boot_started=$(date +%s)
-qemu-system-x86_64 "${accel[@]}" -m 1536 -smp 2 \
-  -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
-  -drive if=pflash,format=raw,file="$work/vars.fd" \
-  -drive file="$disk",format=raw,if=virtio \
-  -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8080" \
-  -device virtio-net-pci,netdev=net0 \
-  -display none -serial "file:$work/serial.log" \
-  -monitor "unix:$work/monitor.sock,server,nowait" &
-qemu_pid=$!
+
+# boot ACCEL: start QEMU in the background (qemu_pid, boot_started).
+boot() {
+  local accel
+  case "$1" in
+    # Without arch-capabilities: nested KVM (a CI VM) refuses to set that MSR.
+    kvm) accel=(-machine q35,accel=kvm -cpu host,-arch-capabilities) ;;
+    tcg) accel=(-machine q35,accel=tcg -cpu max) ;;
+  esac
+  cp /usr/share/OVMF/OVMF_VARS.fd "$work/vars.fd"
+  : >"$work/serial.log"
+  say "booting $image with $1 (page forwarded to 127.0.0.1:$port)"
+  boot_started=$(date +%s)
+  qemu-system-x86_64 "${accel[@]}" -m 1536 -smp 2 \
+    -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+    -drive if=pflash,format=raw,file="$work/vars.fd" \
+    -drive file="$disk",format=raw,if=virtio \
+    -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8080" \
+    -device virtio-net-pci,netdev=net0 \
+    -display none -serial "file:$work/serial.log" \
+    -monitor "unix:$work/monitor.sock,server,nowait" 2>"$work/qemu.err" &
+  qemu_pid=$!
+}
+
+# KVM when it works; some virtualised hosts expose /dev/kvm but stop the guest with
+# "KVM internal error" in the firmware (QEMU then sits paused): fall back to software
+# emulation, which the issue allows and which takes a few minutes.
+accel=tcg
+if [ -w /dev/kvm ] && [ "${BOOT_ACCEL:-}" != tcg ]; then accel=kvm; fi
+boot "$accel"
 
 ready_at="" page_at=""
-deadline=$(( $(date +%s) + ${BOOT_TIMEOUT:-600} ))
+deadline=$(( $(date +%s) + ${BOOT_TIMEOUT:-900} ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
-  kill -0 "$qemu_pid" 2>/dev/null || { tail -n 40 "$work/serial.log" >&2; die "QEMU exited"; }
+  if [ "$accel" = kvm ] && grep -q -E "KVM internal error|failed to set MSR" "$work/qemu.err"; then
+    say "KVM cannot run this guest here ($(grep -m1 -o -E "KVM internal error|failed to set MSR[^:]*" "$work/qemu.err")); software emulation instead"
+    kill "$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null || true
+    accel=tcg
+    boot tcg
+  fi
+  kill -0 "$qemu_pid" 2>/dev/null || { cat "$work/qemu.err" >&2; tail -n 40 "$work/serial.log" >&2; die "QEMU exited"; }
   if [ -z "$ready_at" ] && grep -a -q "Started.*classbox.service" "$work/serial.log"; then
     ready_at=$(( $(date +%s) - boot_started ))
     say "classbox.service ready (systemd) ${ready_at} s after power-on"
@@ -98,7 +115,6 @@ done
 [ -n "$ready_at" ] || { tail -n 60 "$work/serial.log" >&2; die "classbox.service never reported ready"; }
 [ -n "$page_at" ] || { tail -n 60 "$work/serial.log" >&2; die "the page never answered on 127.0.0.1:$port"; }
 grep -q "QEMU test box" "$work/page.html" || die "the page does not show the name from classbox.toml (bootconfig not applied?)"
-grep -a -q "applied classbox.toml" "$work/serial.log" || true
 
 say "powering off"
 printf 'system_powerdown\n' | python3 -c '
@@ -111,4 +127,4 @@ if mdir -i "$disk@@1M" -b ::/ | grep -qi "::/classbox\.toml$"; then
   die "classbox.toml is still on the boot partition"
 fi
 say "classbox.toml was moved off the boot partition"
-say "PASSED: ready ${ready_at} s, page ${page_at} s after power-on (total $(( $(date +%s) - started )) s)"
+say "PASSED ($accel): ready ${ready_at} s, page ${page_at} s after power-on (total $(( $(date +%s) - started )) s)"

@@ -55,9 +55,12 @@ pub async fn run(
     })];
     // The lesson re-served to the LAN (the page's Watch), when there is a page.
     let lan = web.as_ref().map(|w| w.state().watch.clone());
-    // The page's address, for the slate on the classroom display.
+    // The page's address, for the slate on the classroom display. Found again on each
+    // slate tick: the box may start before DHCP gives it an address, or move networks.
     let page_addr = web.as_ref().and_then(|w| w.local_addr().ok());
-    let page_url = page_addr.map(page_url);
+    let mdns_host = (!config.classroom.mdns_name.is_empty())
+        .then(|| format!("{}.local", config.classroom.mdns_name));
+    let page_url = || page_addr.map(|a| page_url(a, mdns_host.as_deref()));
     // On the LAN (not loopback only), the box announces itself as <name>.local.
     let _mdns = match page_addr {
         Some(addr) if !addr.ip().is_loopback() && !config.classroom.mdns_name.is_empty() => {
@@ -227,14 +230,14 @@ pub async fn run(
     let slate_text = || {
         slate_text(
             &config.classroom.name,
-            page_url.as_deref(),
+            page_url().as_deref(),
             configured.then(|| stats.latest().link),
         )
     };
     let mut slate = start_slate(&profile, output, &slate_text(), &stats).await;
     let mut slate_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     // Serving: the page is up and the relay is being dialled.
-    crate::systemd::ready(&match (&page_url, configured) {
+    crate::systemd::ready(&match (&page_url(), configured) {
         (Some(url), true) => format!("page on {url}; dialling the relay"),
         (Some(url), false) => format!("not set up yet: open {url} to set it up"),
         (None, _) => "dialling the relay".to_string(),
@@ -403,8 +406,9 @@ pub async fn run(
 
 /// The page's address as people on the LAN type it: the listening address, or, when
 /// it listens on every interface, this machine's address on its default route (found
-/// by a UDP connect, which sends nothing).
-fn page_url(addr: SocketAddr) -> String {
+/// by a UDP connect, which sends nothing); with no route yet (no DHCP lease, cable
+/// out), its mDNS name when it has one.
+fn page_url(addr: SocketAddr, mdns_host: Option<&str>) -> String {
     let ip = if addr.ip().is_unspecified() {
         std::net::UdpSocket::bind("0.0.0.0:0")
             .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
@@ -413,9 +417,10 @@ fn page_url(addr: SocketAddr) -> String {
     } else {
         addr.ip()
     };
-    let host = match ip {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        v4 => v4.to_string(),
+    let host = match (ip, mdns_host) {
+        (ip, Some(name)) if ip.is_unspecified() => name.to_string(),
+        (std::net::IpAddr::V6(v6), _) => format!("[{v6}]"),
+        (v4, _) => v4.to_string(),
     };
     match addr.port() {
         80 => format!("http://{host}/"),
