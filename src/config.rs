@@ -204,6 +204,8 @@ pub struct MediaConfig {
     pub profile: String,
     /// Read pipeline descriptions from here instead of the built-in copies.
     pub pipelines_dir: Option<PathBuf>,
+    /// H.265 for the lesson: see [`H265Mode`].
+    pub h265: H265Mode,
 }
 
 impl Default for MediaConfig {
@@ -211,8 +213,26 @@ impl Default for MediaConfig {
         Self {
             profile: "auto".into(),
             pipelines_dir: None,
+            h265: H265Mode::Auto,
         }
     }
+}
+
+/// When the lesson is sent in H.265. The teacher encodes H.265 only while every
+/// classroom asks for it first; any other classroom (or a tablet watching on a box's
+/// LAN) brings it back to H.264 within a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum H265Mode {
+    /// Classroom: ask for H.265 when it is decoded in hardware (a Raspberry Pi 5).
+    /// Teacher: encode it when every classroom asks.
+    #[default]
+    Auto,
+    /// Classroom: ask for H.265 whenever it can be decoded, in software too (a strong
+    /// mini-PC on a thin link: about a third fewer bits for the same picture).
+    Prefer,
+    /// Never: the classroom does not ask, the teacher does not encode it.
+    Off,
 }
 
 /// `"id:Full Name"` or `"id"`.

@@ -116,6 +116,8 @@ pub struct MediaState {
     pub camera: String,
     /// Who is teaching the lesson being shown (from its catalog).
     pub teacher: Option<String>,
+    /// The lesson's video codec and its decoder here ("H.265 (v4l2slh265dec)").
+    pub codec: Option<String>,
 }
 
 impl Default for LessonStats {
@@ -292,6 +294,7 @@ impl LessonStats {
             video_frames: video
                 .received_frames
                 .saturating_sub(state.last_video_frames),
+            codecs: Vec::new(),
         };
         state.last_skipped = video.groups_skipped;
         state.last_video_frames = video.received_frames;
@@ -463,6 +466,10 @@ impl LessonStats {
 
     pub fn set_picture(&self, width: u32, height: u32) {
         self.media.lock().expect("stats lock").picture = Some((width, height));
+    }
+
+    pub fn set_codec(&self, codec: Option<String>) {
+        self.media.lock().expect("stats lock").codec = codec;
     }
 
     pub fn set_teacher(&self, teacher: Option<String>) {

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use classbox::media::{self, encoder, pipeline, probe::PROFILES};
+use classbox::{
+    frame::VideoCodec,
+    media::{self, encoder, pipeline, probe::PROFILES},
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -39,12 +42,10 @@ fn vars(profile: &str) -> BTreeMap<&'static str, String> {
         Some(spec) => (pick(spec.encoders), pick(spec.decoders)),
         None => ("x264enc", "avdec_h264"),
     };
-    let dec_launch = encoder::H264_DECODERS
-        .iter()
-        .find(|(n, _)| *n == dec)
-        .map(|(_, l)| l.to_string())
-        .unwrap();
+    let dec_launch = encoder::decoder_launch(dec).unwrap().to_string();
     BTreeMap::from([
+        ("VIDEO_CAPS", VideoCodec::H264.caps().to_string()),
+        ("VIDEO_DECODER", format!("h264parse ! {dec_launch}")),
         ("VIDEO_SOURCE", "videotestsrc is-live=true".to_string()),
         ("AUDIO_SOURCE", "audiotestsrc is-live=true".to_string()),
         ("WIDTH", "320".into()),
@@ -90,6 +91,37 @@ fn every_pipeline_file_parses_links_and_names_what_the_code_binds() {
             Ok(l) => l,
             Err(e) => panic!("{profile}/{role}: {e}"),
         };
+        // A classroom also takes the lesson in H.265, with the profile's decoder.
+        if *role == "classroom"
+            && let Some(spec) = PROFILES.iter().find(|p| p.name == *profile)
+        {
+            match spec.h265_decoders.iter().find(|d| media::probe::has(d)) {
+                Some(dec) => {
+                    let mut v = vars(profile);
+                    v.insert("VIDEO_CAPS", VideoCodec::H265.caps().into());
+                    v.insert(
+                        "VIDEO_DECODER",
+                        format!("h265parse ! {}", encoder::decoder_launch(dec).unwrap()),
+                    );
+                    let launch = pipeline::render(text, &v).unwrap();
+                    if let Err(e) = gst::parse::launch(&launch) {
+                        let missing = e.to_string();
+                        // The same elements as in H.264 may be absent (kmssink...).
+                        assert!(
+                            missing.contains("no element"),
+                            "{profile}/{role} H.265: {missing}"
+                        );
+                        skipped.push(format!("{profile}/{role} in H.265: {missing}"));
+                    } else {
+                        built.push(format!("{profile}/{role} in H.265 ({dec})"));
+                    }
+                }
+                None => skipped.push(format!(
+                    "{profile}/{role} in H.265: none of {} here",
+                    spec.h265_decoders.join(", ")
+                )),
+            }
+        }
         match gst::parse::launch(&launch) {
             Ok(element) => {
                 let bin = element.downcast::<gst::Bin>().unwrap();
@@ -117,7 +149,12 @@ fn every_pipeline_file_parses_links_and_names_what_the_code_binds() {
     for s in &skipped {
         println!("SKIPPED (elements absent on this machine) {s}");
     }
-    for must in ["software/teacher", "software/classroom", "lan/watch"] {
+    for must in [
+        "software/teacher",
+        "software/classroom",
+        "software/classroom in H.265 (avdec_h265)",
+        "lan/watch",
+    ] {
         assert!(built.iter().any(|b| b == must), "{must}");
     }
     // Every platform profile has both roles.
@@ -158,6 +195,7 @@ async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
             audio_channels: 1,
             pipelines_dir: None,
             echo_probe: true,
+            codec: VideoCodec::H264,
         },
         stats,
         Some(display_errors),

@@ -10,6 +10,7 @@
 //! Packet loss alone is not a signal (QUIC retransmits, and a lossy radio link is not
 //! a full one), so random loss does not collapse the rate.
 
+pub mod codec;
 pub mod ladder;
 
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// What a classroom tells the teacher, about four times a second.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReceiverReport {
     /// Video + audio that arrived over the last second, kbit/s (wire bytes).
     pub received_kbps: f64,
@@ -28,6 +29,10 @@ pub struct ReceiverReport {
     pub groups_skipped: u64,
     /// Video frames that arrived since the previous report.
     pub video_frames: u64,
+    /// The video codecs the box decodes, best first; empty (a box from before H.265,
+    /// the teacher's feedback about a return feed): H.264 only. See [`codec`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codecs: Vec<crate::frame::VideoCodec>,
 }
 
 /// The controller's verdict on one input.
@@ -330,6 +335,7 @@ mod tests {
                 queue_delay_ms,
                 groups_skipped: u64::from(queue_delay_ms > 400.0),
                 video_frames: 5,
+                codecs: Vec::new(),
             }
         }
     }

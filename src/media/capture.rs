@@ -8,8 +8,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-use super::{MediaError, pipeline, probe::Profile};
-use crate::frame::{Frame, TrackKind, unix_micros};
+use std::sync::Mutex;
+
+use super::{MediaError, encoder::EncoderQuirks, pipeline, probe::Profile};
+use crate::frame::{Frame, TrackKind, VideoCodec, unix_micros};
 
 #[derive(Debug, Clone)]
 pub struct CaptureSettings {
@@ -37,12 +39,25 @@ pub struct CaptureSettings {
 pub struct Capture {
     pipeline: gst::Pipeline,
     video_out: gst_app::AppSink,
-    encoder: gst::Element,
+    video: Arc<Mutex<VideoEncoder>>,
     caps_filter: gst::Element,
-    profile: Profile,
     /// The keyframe interval in seconds, kept when the frame rate changes.
     keyframe_seconds: f64,
     _bus: tokio::task::JoinHandle<()>,
+}
+
+/// The video encoder as it runs now; replaced whole when the codec changes.
+struct VideoEncoder {
+    quirks: &'static EncoderQuirks,
+    element: gst::Element,
+    /// From the encoder to the last element before `video_out` (encoder, parser, caps).
+    chain: Vec<gst::Element>,
+    /// The pad that feeds the encoder (the queue's).
+    upstream: gst::Pad,
+    kbps: u32,
+    gop: u32,
+    /// Swaps so far (names the next chain's bin).
+    swaps: u32,
 }
 
 impl Capture {
@@ -118,6 +133,14 @@ impl Capture {
             &vars,
         )?;
         let encoder: gst::Element = pipeline::element(&pipeline, "video_encoder")?;
+        let video_out: gst_app::AppSink = pipeline::element(&pipeline, "video_out")?;
+        let video = VideoEncoder::find(
+            profile.encoder(),
+            encoder,
+            video_out.upcast_ref(),
+            settings.video_kbps,
+            settings.keyframe_interval,
+        )?;
         let caps_filter: gst::Element = pipeline::element(&pipeline, "video_caps")?;
         for (name, kind) in [
             ("video_out", TrackKind::Video),
@@ -126,15 +149,13 @@ impl Capture {
             let sink: gst_app::AppSink = pipeline::element(&pipeline, name)?;
             sink.set_callbacks(frame_callbacks(kind, out.clone()));
         }
-        let video_out: gst_app::AppSink = pipeline::element(&pipeline, "video_out")?;
         let bus = super::watch_bus(&pipeline, "teacher-capture", errors);
         super::set_state(&pipeline, gst::State::Playing).await?;
         Ok(Self {
             pipeline,
             video_out,
-            encoder,
+            video: Arc::new(Mutex::new(video)),
             caps_filter,
-            profile: profile.clone(),
             keyframe_seconds: f64::from(settings.keyframe_interval)
                 / f64::from(settings.framerate.max(1)),
             _bus: bus,
@@ -143,7 +164,43 @@ impl Capture {
 
     /// Change the video bitrate while running (through the quirk table).
     pub fn set_video_bitrate(&self, kbps: u32) {
-        self.profile.encoder().set_bitrate(&self.encoder, kbps);
+        let mut video = self.video.lock().expect("encoder lock");
+        video.kbps = kbps;
+        video.quirks.set_bitrate(&video.element, kbps);
+    }
+
+    /// The codec being encoded now (or about to be, after [`Capture::set_encoder`]).
+    pub fn codec(&self) -> VideoCodec {
+        self.video.lock().expect("encoder lock").quirks.codec
+    }
+
+    /// Replace the video encoder (another codec) while the pipeline runs: between two
+    /// pictures the queue's output is unlinked from the old encoder, parser and caps,
+    /// and linked to new ones, which open at the same bitrate and keyframe interval
+    /// and start with a keyframe. Audio, in its own branch, never stops. Frames tell
+    /// their codec by their caps, so the first one of the new codec is the keyframe.
+    pub fn set_encoder(&self, quirks: &'static EncoderQuirks) {
+        let (upstream, codec) = {
+            let video = self.video.lock().expect("encoder lock");
+            if video.quirks.element == quirks.element {
+                return;
+            }
+            (video.upstream.clone(), video.quirks.codec)
+        };
+        tracing::info!(from = %codec, to = %quirks.codec, encoder = quirks.element, "video codec changes");
+        let (video, pipeline, sink) = (
+            self.video.clone(),
+            self.pipeline.clone(),
+            self.video_out.clone().upcast::<gst::Element>(),
+        );
+        // IDLE: runs now if no picture is passing, else right after the one that is.
+        upstream.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+            let mut video = video.lock().expect("encoder lock");
+            if let Err(e) = video.swap(pad, &pipeline, &sink, quirks) {
+                tracing::error!(error = %e, encoder = quirks.element, "video encoder not replaced");
+            }
+            gst::PadProbeReturn::Remove
+        });
     }
 
     /// Ask the encoder for a keyframe now (a new group): a classroom that just joined
@@ -170,7 +227,11 @@ impl Capture {
         let gop = (self.keyframe_seconds * f64::from(framerate))
             .round()
             .max(1.0) as u32;
-        self.profile.encoder().set_gop(&self.encoder, gop);
+        {
+            let mut video = self.video.lock().expect("encoder lock");
+            video.gop = gop;
+            video.quirks.set_gop(&video.element, gop);
+        }
         let caps = gst::Caps::builder("video/x-raw")
             .field("format", "I420")
             .field("width", width as i32)
@@ -178,6 +239,101 @@ impl Capture {
             .field("framerate", gst::Fraction::new(framerate as i32, 1))
             .build();
         self.caps_filter.set_property("caps", caps);
+    }
+}
+
+impl VideoEncoder {
+    /// The encoder chain of a freshly built pipeline: from `element` downstream to `sink`.
+    fn find(
+        quirks: &'static EncoderQuirks,
+        element: gst::Element,
+        sink: &gst::Element,
+        kbps: u32,
+        gop: u32,
+    ) -> Result<Self, MediaError> {
+        let upstream = element
+            .static_pad("sink")
+            .and_then(|p| p.peer())
+            .ok_or(MediaError::MissingElement("the video encoder's input"))?;
+        let mut chain = vec![element.clone()];
+        loop {
+            let next = chain
+                .last()
+                .and_then(|e| e.static_pad("src"))
+                .and_then(|p| p.peer())
+                .and_then(|p| p.parent_element())
+                .ok_or(MediaError::MissingElement(
+                    "video_out after the video encoder",
+                ))?;
+            if &next == sink {
+                break;
+            }
+            chain.push(next);
+        }
+        Ok(Self {
+            quirks,
+            element,
+            chain,
+            upstream,
+            kbps,
+            gop,
+            swaps: 0,
+        })
+    }
+
+    /// Unlink the old chain from `upstream` and `sink`, and link a new one for `quirks`.
+    /// Called with `upstream` idle.
+    fn swap(
+        &mut self,
+        upstream: &gst::Pad,
+        pipeline: &gst::Pipeline,
+        sink: &gst::Element,
+        quirks: &'static EncoderQuirks,
+    ) -> Result<(), MediaError> {
+        let description = quirks.chain(self.kbps, self.gop);
+        let bin = gst::parse::bin_from_description_with_name(
+            &description,
+            true,
+            &format!("video_chain_{}", self.swaps + 1),
+        )
+        .map_err(|e| MediaError::Swap(format!("{description}: {e}")))?;
+        let element = bin
+            .by_name("video_encoder")
+            .ok_or(MediaError::MissingElement("video_encoder"))?;
+        let (first, last) = (&self.chain[0], self.chain.last().expect("non-empty chain"));
+        if let Some(sink_pad) = first.static_pad("sink") {
+            let _ = upstream.unlink(&sink_pad);
+        }
+        last.unlink(sink);
+        for old in &self.chain {
+            let _ = old.set_state(gst::State::Null);
+        }
+        pipeline
+            .remove_many(&self.chain)
+            .map_err(|e| MediaError::Swap(e.to_string()))?;
+        pipeline
+            .add(&bin)
+            .map_err(|e| MediaError::Swap(e.to_string()))?;
+        let bin_sink = bin
+            .static_pad("sink")
+            .ok_or(MediaError::MissingElement("chain input"))?;
+        upstream
+            .link(&bin_sink)
+            .map_err(|e| MediaError::Swap(format!("linking the new encoder: {e:?}")))?;
+        bin.link(sink)
+            .map_err(|e| MediaError::Swap(format!("linking the new encoder to video_out: {e}")))?;
+        bin.sync_state_with_parent()
+            .map_err(|e| MediaError::Swap(format!("starting the new encoder: {e}")))?;
+        *self = Self {
+            quirks,
+            element,
+            chain: vec![bin.upcast()],
+            upstream: upstream.clone(),
+            kbps: self.kbps,
+            gop: self.gop,
+            swaps: self.swaps + 1,
+        };
+        Ok(())
     }
 }
 
@@ -196,7 +352,12 @@ fn frame_callbacks(kind: TrackKind, out: mpsc::Sender<Frame>) -> gst_app::AppSin
             let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
             let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
             let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+            let codec = match sample.caps().and_then(|c| c.structure(0)) {
+                Some(s) if s.name() == "video/x-h265" => VideoCodec::H265,
+                _ => VideoCodec::H264,
+            };
             let frame = Frame {
+                codec,
                 track: kind,
                 keyframe: kind == TrackKind::Audio
                     || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),

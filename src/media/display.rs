@@ -16,7 +16,7 @@ use gstreamer_app as gst_app;
 
 use super::{MediaError, pipeline, probe::Profile};
 use crate::{
-    frame::{Frame, TrackKind},
+    frame::{Frame, TrackKind, VideoCodec},
     stats::LessonStats,
 };
 
@@ -54,6 +54,8 @@ pub struct DisplaySettings {
     pub pipelines_dir: Option<PathBuf>,
     /// Tell an echo canceller what the speakers play (`webrtcechoprobe`).
     pub echo_probe: bool,
+    /// The video codec, from the catalog.
+    pub codec: VideoCodec,
 }
 
 /// A running decode pipeline. Dropping it stops the pipeline.
@@ -61,6 +63,7 @@ pub struct Display {
     pipeline: gst::Pipeline,
     video_in: gst_app::AppSrc,
     audio_in: gst_app::AppSrc,
+    codec: VideoCodec,
     /// Capture time (µs) that maps to PTS zero; set by the first frame.
     epoch_us: Arc<AtomicU64>,
     _bus: tokio::task::JoinHandle<()>,
@@ -88,8 +91,21 @@ impl Display {
                 "fakesink name=audio_sink sync=false",
             ),
         };
+        let decoder = profile
+            .decoder_for(settings.codec)
+            .and_then(super::encoder::decoder_launch)
+            .ok_or_else(|| {
+                MediaError::NoProfile(format!(
+                    "the lesson is in {} and this box has no decoder for it (gstreamer1.0-libav)",
+                    settings.codec
+                ))
+            })?;
         let vars = BTreeMap::from([
-            ("H264_DECODER", profile.decoder_launch().to_string()),
+            ("VIDEO_CAPS", settings.codec.caps().to_string()),
+            (
+                "VIDEO_DECODER",
+                format!("{} ! {decoder}", settings.codec.parser()),
+            ),
             ("VIDEO_SINK", video_sink),
             ("AUDIO_SINK", audio_sink.to_string()),
             ("AUDIO_RATE", settings.audio_rate.to_string()),
@@ -150,9 +166,15 @@ impl Display {
             pipeline,
             video_in,
             audio_in,
+            codec: settings.codec,
             epoch_us,
             _bus: bus,
         })
+    }
+
+    /// The video codec this display decodes; a frame in another needs a new display.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
     }
 
     /// Hand one frame to its decoder. Never blocks.

@@ -4,6 +4,8 @@
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use crate::frame::VideoCodec;
+
 /// How an element takes its bitrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BitrateUnit {
@@ -18,6 +20,7 @@ pub enum BitrateUnit {
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderQuirks {
     pub element: &'static str,
+    pub codec: VideoCodec,
     pub unit: BitrateUnit,
     /// Launch options; `{bitrate}` is replaced in the element's own unit, `{gop}` by
     /// the keyframe interval in frames.
@@ -35,6 +38,7 @@ pub struct EncoderQuirks {
 pub const H264_ENCODERS: &[EncoderQuirks] = &[
     EncoderQuirks {
         element: "x264enc",
+        codec: VideoCodec::H264,
         unit: BitrateUnit::Kbps,
         launch: "x264enc name=video_encoder tune=zerolatency speed-preset=ultrafast bitrate={bitrate} \
                  key-int-max={gop} bframes=0 b-adapt=false vbv-buf-capacity=300",
@@ -44,6 +48,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
     },
     EncoderQuirks {
         element: "openh264enc",
+        codec: VideoCodec::H264,
         unit: BitrateUnit::Bps,
         launch: "openh264enc name=video_encoder bitrate={bitrate} gop-size={gop} rate-control=bitrate \
                  complexity=low usage-type=camera",
@@ -53,6 +58,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
     },
     EncoderQuirks {
         element: "vah264enc",
+        codec: VideoCodec::H264,
         unit: BitrateUnit::Kbps,
         launch: "vah264enc name=video_encoder bitrate={bitrate} key-int-max={gop} b-frames=0 rate-control=cbr",
         live_raise: true,
@@ -61,6 +67,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
     },
     EncoderQuirks {
         element: "nvh264enc",
+        codec: VideoCodec::H264,
         unit: BitrateUnit::Kbps,
         launch: "nvh264enc name=video_encoder bitrate={bitrate} gop-size={gop} bframes=0 rc-mode=cbr zerolatency=true",
         live_raise: true,
@@ -69,12 +76,54 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
     },
     EncoderQuirks {
         element: "v4l2h264enc",
+        codec: VideoCodec::H264,
         unit: BitrateUnit::V4l2ExtraControls,
         launch: "v4l2h264enc name=video_encoder extra-controls=\"controls,video_bitrate={bitrate},h264_i_frame_period={gop}\"",
         live_raise: true,
         hardware: true,
         gop_property: None,
     },
+];
+
+/// H.265 encoders, software first. x265 takes about four times x264's CPU for the
+/// same picture: fine on a teacher's laptop, which is where the lesson is encoded.
+pub const H265_ENCODERS: &[EncoderQuirks] = &[
+    EncoderQuirks {
+        element: "x265enc",
+        codec: VideoCodec::H265,
+        unit: BitrateUnit::Kbps,
+        launch: "x265enc name=video_encoder tune=zerolatency speed-preset=ultrafast bitrate={bitrate} \
+                 key-int-max={gop} option-string=\"bframes=0:repeat-headers=1\"",
+        live_raise: true,
+        hardware: false,
+        gop_property: Some("key-int-max"),
+    },
+    EncoderQuirks {
+        element: "vah265enc",
+        codec: VideoCodec::H265,
+        unit: BitrateUnit::Kbps,
+        launch: "vah265enc name=video_encoder bitrate={bitrate} key-int-max={gop} b-frames=0 rate-control=cbr",
+        live_raise: true,
+        hardware: true,
+        gop_property: Some("key-int-max"),
+    },
+    EncoderQuirks {
+        element: "nvh265enc",
+        codec: VideoCodec::H265,
+        unit: BitrateUnit::Kbps,
+        launch: "nvh265enc name=video_encoder bitrate={bitrate} gop-size={gop} bframes=0 rc-mode=cbr zerolatency=true",
+        live_raise: true,
+        hardware: true,
+        gop_property: Some("gop-size"),
+    },
+];
+
+/// H.265 decoders, software first (`v4l2slh265dec` is the Raspberry Pi 5's).
+pub const H265_DECODERS: &[(&str, &str)] = &[
+    ("avdec_h265", "avdec_h265 name=video_decoder max-threads=2"),
+    ("v4l2slh265dec", "v4l2slh265dec name=video_decoder"),
+    ("vah265dec", "vah265dec name=video_decoder"),
+    ("nvh265dec", "nvh265dec name=video_decoder"),
 ];
 
 /// H.264 decoders, software first.
@@ -87,7 +136,24 @@ pub const H264_DECODERS: &[(&str, &str)] = &[
 ];
 
 pub fn quirks(element: &str) -> Option<&'static EncoderQuirks> {
-    H264_ENCODERS.iter().find(|q| q.element == element)
+    H264_ENCODERS
+        .iter()
+        .chain(H265_ENCODERS)
+        .find(|q| q.element == element)
+}
+
+/// A decoder's launch fragment, named `video_decoder` (from either decoder table).
+pub fn decoder_launch(element: &str) -> Option<&'static str> {
+    H264_DECODERS
+        .iter()
+        .chain(H265_DECODERS)
+        .find(|(name, _)| *name == element)
+        .map(|(_, launch)| *launch)
+}
+
+/// Whether a decoder works on a device (its one-buffer test must pass to be used).
+pub fn is_hardware_decoder(element: &str) -> bool {
+    !element.starts_with("avdec_") && !element.starts_with("openh264")
 }
 
 impl EncoderQuirks {
@@ -96,6 +162,17 @@ impl EncoderQuirks {
             BitrateUnit::Kbps => kbps as u64,
             BitrateUnit::Bps | BitrateUnit::V4l2ExtraControls => kbps as u64 * 1000,
         }
+    }
+
+    /// The encoder, its parser and the caps of what leaves them, for a capture
+    /// pipeline's video branch (what replaces the encoder when the codec changes).
+    pub fn chain(&self, kbps: u32, gop: u32) -> String {
+        format!(
+            "{} ! {} config-interval=-1 ! capsfilter caps=\"{}\"",
+            self.launch(kbps, gop),
+            self.codec.parser(),
+            self.codec.caps()
+        )
     }
 
     /// The launch fragment for this encoder at `kbps` with a keyframe every `gop` frames.
@@ -183,7 +260,11 @@ mod tests {
     #[test]
     fn live_bitrate_change_reaches_the_element() {
         gst::init().unwrap();
-        for q in H264_ENCODERS.iter().filter(|q| !q.hardware) {
+        for q in H264_ENCODERS
+            .iter()
+            .chain(H265_ENCODERS)
+            .filter(|q| !q.hardware)
+        {
             let Ok(element) = gst::ElementFactory::make(q.element).build() else {
                 eprintln!("skipping {}: not installed here", q.element);
                 continue;

@@ -36,6 +36,8 @@ pub enum MediaError {
     MissingElement(&'static str),
     #[error("pipeline would not start: {0}")]
     State(String),
+    #[error("cannot change the video encoder: {0}")]
+    Swap(String),
     #[error("no usable pipeline profile: {0}")]
     NoProfile(String),
     #[error("pipeline error from {source_name}: {message}")]

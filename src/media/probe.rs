@@ -10,6 +10,8 @@ use gstreamer as gst;
 use serde::Serialize;
 
 use super::{MediaError, encoder};
+pub use crate::config::H265Mode;
+use crate::frame::VideoCodec;
 
 /// Elements worth reporting, by what they are for.
 const INTERESTING: &[(&str, &[&str])] = &[
@@ -34,6 +36,7 @@ const INTERESTING: &[(&str, &[&str])] = &[
             "v4l2slh264dec",
         ],
     ),
+    ("h265 encoders", &["x265enc", "vah265enc", "nvh265enc"]),
     (
         "h265 decoders",
         &["avdec_h265", "vah265dec", "nvh265dec", "v4l2slh265dec"],
@@ -72,6 +75,7 @@ const INTERESTING: &[(&str, &[&str])] = &[
             "appsrc",
             "appsink",
             "h264parse",
+            "h265parse",
             "videoconvert",
             "audioconvert",
             "audioresample",
@@ -108,6 +112,9 @@ pub struct ProfileSpec {
     pub name: &'static str,
     pub encoders: &'static [&'static str],
     pub decoders: &'static [&'static str],
+    /// H.265, optional: the teacher encodes it when every classroom asks for it.
+    pub h265_encoders: &'static [&'static str],
+    pub h265_decoders: &'static [&'static str],
     /// Other elements its pipelines need.
     pub needs: &'static [&'static str],
     /// Where the lesson is shown when there is a screen.
@@ -124,6 +131,8 @@ pub const PROFILES: &[ProfileSpec] = &[
         name: "pi5",
         encoders: &["x264enc"],
         decoders: &["avdec_h264"],
+        h265_encoders: &[],
+        h265_decoders: &["v4l2slh265dec", "avdec_h265"],
         needs: &["kmssink"],
         window_sink: "kmssink",
         board: Some("Raspberry Pi 5"),
@@ -133,6 +142,8 @@ pub const PROFILES: &[ProfileSpec] = &[
         name: "pi4",
         encoders: &["v4l2h264enc"],
         decoders: &["v4l2h264dec"],
+        h265_encoders: &[],
+        h265_decoders: &["avdec_h265"],
         needs: &["kmssink"],
         window_sink: "kmssink",
         board: Some("Raspberry Pi 4"),
@@ -142,6 +153,8 @@ pub const PROFILES: &[ProfileSpec] = &[
         name: "vaapi",
         encoders: &["vah264enc", "x264enc", "openh264enc"],
         decoders: &["vah264dec"],
+        h265_encoders: &["vah265enc", "x265enc"],
+        h265_decoders: &["vah265dec", "avdec_h265"],
         needs: &["vapostproc"],
         window_sink: "autovideosink",
         board: None,
@@ -151,6 +164,8 @@ pub const PROFILES: &[ProfileSpec] = &[
         name: "nvidia",
         encoders: &["nvh264enc"],
         decoders: &["nvh264dec"],
+        h265_encoders: &["nvh265enc", "x265enc"],
+        h265_decoders: &["nvh265dec", "avdec_h265"],
         needs: &[],
         window_sink: "autovideosink",
         board: None,
@@ -160,6 +175,8 @@ pub const PROFILES: &[ProfileSpec] = &[
         name: "software",
         encoders: &["x264enc", "openh264enc"],
         decoders: &["avdec_h264", "openh264dec"],
+        h265_encoders: &["x265enc"],
+        h265_decoders: &["avdec_h265"],
         needs: &[],
         window_sink: "autovideosink",
         board: None,
@@ -173,6 +190,9 @@ pub struct Profile {
     pub name: String,
     pub h264_encoder: &'static str,
     pub h264_decoder: &'static str,
+    /// The H.265 encoder and decoder, when this machine has them.
+    pub h265_encoder: Option<&'static str>,
+    pub h265_decoder: Option<&'static str>,
     pub window_sink: &'static str,
     pub reason: String,
 }
@@ -183,12 +203,44 @@ impl Profile {
             .expect("profiles only name encoders from the quirk table")
     }
 
+    /// The encoder for `codec`, if this machine has one.
+    pub fn encoder_for(&self, codec: VideoCodec) -> Option<&'static encoder::EncoderQuirks> {
+        match codec {
+            VideoCodec::H264 => Some(self.encoder()),
+            VideoCodec::H265 => self.h265_encoder.and_then(encoder::quirks),
+        }
+    }
+
     pub fn decoder_launch(&self) -> &'static str {
-        encoder::H264_DECODERS
-            .iter()
-            .find(|(name, _)| *name == self.h264_decoder)
-            .map(|(_, launch)| *launch)
+        encoder::decoder_launch(self.h264_decoder)
             .expect("profiles only name decoders from the table")
+    }
+
+    /// The decoder for `codec` (H.264 always; H.265 when this machine has one).
+    pub fn decoder_for(&self, codec: VideoCodec) -> Option<&'static str> {
+        match codec {
+            VideoCodec::H264 => Some(self.h264_decoder),
+            VideoCodec::H265 => self.h265_decoder,
+        }
+    }
+
+    /// The video codecs this machine decodes, best first, as a classroom tells the
+    /// teacher. `h265`: `auto` puts H.265 first when it is decoded in hardware (a
+    /// Raspberry Pi 5), `prefer` whenever it is decoded at all (a strong mini-PC on a
+    /// thin link: a third fewer bits for the same picture), `off` never offers it.
+    /// `need_h264`: something on the box needs H.264 right now (tablets watching the
+    /// lesson on the LAN get it as it arrives, and H.264 plays on every tablet).
+    pub fn video_codecs(&self, h265: H265Mode, need_h264: bool) -> Vec<VideoCodec> {
+        let h265 = match (h265, self.h265_decoder) {
+            (H265Mode::Off, _) | (_, None) => None,
+            (H265Mode::Auto, Some(d)) => Some(encoder::is_hardware_decoder(d)),
+            (H265Mode::Prefer, Some(_)) => Some(true),
+        };
+        match h265 {
+            Some(true) if !need_h264 => vec![VideoCodec::H265, VideoCodec::H264],
+            Some(_) => vec![VideoCodec::H264, VideoCodec::H265],
+            None => vec![VideoCodec::H264],
+        }
     }
 
     pub fn is_software(&self) -> bool {
@@ -245,8 +297,18 @@ pub fn one_buffer_test(description: &str) -> Result<(), String> {
     }
 }
 
+/// What a usable profile found: H.264 encoder and decoder, H.265 ones if any.
+struct Found {
+    encoder: &'static str,
+    decoder: &'static str,
+    h265_encoder: Option<&'static str>,
+    h265_decoder: Option<&'static str>,
+    /// Why a present H.265 decoder is not used.
+    h265_note: Option<String>,
+}
+
 /// Check one profile: its board, its elements, and (for hardware) a one-buffer test.
-fn check(spec: &ProfileSpec, board: Option<&str>) -> Result<(&'static str, &'static str), String> {
+fn check(spec: &ProfileSpec, board: Option<&str>) -> Result<Found, String> {
     if let Some(want) = spec.board
         && !board.is_some_and(|b| b.contains(want))
     {
@@ -274,7 +336,7 @@ fn check(spec: &ProfileSpec, board: Option<&str>) -> Result<(&'static str, &'sta
         .find(|e| has(e))
         .ok_or_else(|| format!("no decoder ({})", spec.decoders.join(" or ")))?;
     if spec.device_test {
-        let raw = "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+        let raw = TEST_PICTURE;
         let enc = encoder::quirks(encoder)
             .expect("quirk table")
             .launch(300, 30);
@@ -287,15 +349,60 @@ fn check(spec: &ProfileSpec, board: Option<&str>) -> Result<(&'static str, &'sta
         } else {
             enc.as_str()
         };
-        let dec = encoder::H264_DECODERS
-            .iter()
-            .find(|(n, _)| *n == decoder)
-            .map(|(_, l)| *l)
-            .unwrap_or(decoder);
+        let dec = encoder::decoder_launch(decoder).unwrap_or(decoder);
         one_buffer_test(&format!("{raw} ! {source} ! h264parse ! {dec} ! fakesink"))
             .map_err(|e| format!("{decoder} did not decode: {e}"))?;
     }
-    Ok((encoder, decoder))
+    let h265_encoder = spec.h265_encoders.iter().copied().find(|e| {
+        has(e)
+            && has("h265parse")
+            && (!encoder::quirks(e).is_some_and(|q| q.hardware) || h265_encodes(e).is_ok())
+    });
+    // The first H.265 decoder that works: a hardware one must decode a test stream.
+    let mut h265_note = None;
+    let h265_decoder = spec.h265_decoders.iter().copied().find(|d| {
+        if !has(d) || !has("h265parse") {
+            return false;
+        }
+        if !encoder::is_hardware_decoder(d) {
+            return true;
+        }
+        match h265_decodes(d) {
+            Ok(()) => true,
+            Err(e) => {
+                h265_note = Some(format!("{d} did not decode H.265: {e}"));
+                false
+            }
+        }
+    });
+    Ok(Found {
+        encoder,
+        decoder,
+        h265_encoder,
+        h265_decoder,
+        h265_note,
+    })
+}
+
+const TEST_PICTURE: &str =
+    "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+
+fn h265_encodes(element: &str) -> Result<(), String> {
+    let enc = encoder::quirks(element)
+        .expect("quirk table")
+        .launch(300, 30);
+    one_buffer_test(&format!("{TEST_PICTURE} ! {enc} ! h265parse ! fakesink"))
+}
+
+/// A hardware H.265 decoder decodes a test stream (x265 makes it).
+fn h265_decodes(element: &str) -> Result<(), String> {
+    if !has("x265enc") {
+        return Err("no x265enc here to make a test stream".into());
+    }
+    let dec = encoder::decoder_launch(element).unwrap_or(element);
+    one_buffer_test(&format!(
+        "{TEST_PICTURE} ! x265enc tune=zerolatency speed-preset=ultrafast ! h265parse ! {dec} ! fakesink"
+    ))
 }
 
 /// Choose a profile. `forced` is `media.profile` ("auto" probes, best first).
@@ -328,21 +435,31 @@ fn choose_with(
             spec.board.or(board)
         };
         match check(spec, board) {
-            Ok((encoder, decoder)) => {
+            Ok(found) => {
+                let (encoder, decoder) = (found.encoder, found.decoder);
+                let h265 = match (found.h265_encoder, found.h265_decoder) {
+                    (Some(e), Some(d)) => format!("; H.265: {e} encodes, {d} decodes"),
+                    (Some(e), None) => format!("; H.265: {e} encodes, no decoder"),
+                    (None, Some(d)) => format!("; H.265: {d} decodes, no encoder"),
+                    (None, None) => "; no H.265".to_string(),
+                } + &found
+                    .h265_note
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
                 checks.push(ProfileCheck {
                     name: spec.name,
                     usable: true,
-                    why: format!("{encoder} encodes, {decoder} decodes"),
+                    why: format!("{encoder} encodes, {decoder} decodes{h265}"),
                 });
                 let reason = if forced != "auto" {
                     format!(
-                        "forced by media.profile = \"{forced}\"; {encoder} encodes, {decoder} decodes"
+                        "forced by media.profile = \"{forced}\"; {encoder} encodes, {decoder} decodes{h265}"
                     )
                 } else if reasons.is_empty() {
-                    format!("{}: {encoder} encodes, {decoder} decodes", spec.name)
+                    format!("{}: {encoder} encodes, {decoder} decodes{h265}", spec.name)
                 } else {
                     format!(
-                        "{}: {encoder} encodes, {decoder} decodes (not taken: {})",
+                        "{}: {encoder} encodes, {decoder} decodes{h265} (not taken: {})",
                         spec.name,
                         reasons.join("; ")
                     )
@@ -351,6 +468,8 @@ fn choose_with(
                     name: spec.name.into(),
                     h264_encoder: encoder,
                     h264_decoder: decoder,
+                    h265_encoder: found.h265_encoder,
+                    h265_decoder: found.h265_decoder,
                     window_sink: spec.window_sink,
                     reason,
                 };

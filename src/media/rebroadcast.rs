@@ -21,7 +21,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{MediaError, pipeline};
-use crate::frame::{Frame, TrackKind};
+use crate::frame::{Frame, TrackKind, VideoCodec};
 
 /// Viewers beyond this many are refused (each costs a remux on the box).
 pub const MAX_VIEWERS: usize = 40;
@@ -31,6 +31,8 @@ pub struct LanFeed {
     frames: broadcast::Sender<Frame>,
     pipelines_dir: Option<PathBuf>,
     viewers: Arc<std::sync::atomic::AtomicUsize>,
+    /// Viewers waiting for their first keyframe.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One viewer's stream: the MSE type (`video/mp4; codecs="..."`) and the bytes.
@@ -45,11 +47,17 @@ impl LanFeed {
             frames: broadcast::channel(512).0,
             pipelines_dir,
             viewers: Default::default(),
+            waiting: Default::default(),
         }
     }
 
-    /// Hand a frame to every viewer (nothing to do when nobody watches).
+    /// Hand a frame to every viewer (nothing to do when nobody watches). Tablets get
+    /// H.264 only (it plays on all of them): while the lesson arrives in H.265 the box
+    /// asks the teacher for H.264 (see [`LanFeed::wants_h264`]) and viewers wait.
     pub fn publish(&self, frame: &Frame) {
+        if frame.track == TrackKind::Video && frame.codec != VideoCodec::H264 {
+            return;
+        }
         if self.frames.receiver_count() > 0 {
             let _ = self.frames.send(frame.clone());
         }
@@ -59,12 +67,19 @@ impl LanFeed {
         self.viewers.load(Ordering::Relaxed)
     }
 
+    /// Someone watches, or is about to: the lesson must arrive in H.264.
+    pub fn wants_h264(&self) -> bool {
+        self.viewers() + self.waiting.load(Ordering::Relaxed) > 0
+    }
+
     /// A new viewer: waits for the next keyframe (None if no lesson delivers one).
     pub async fn viewer(&self, wait: std::time::Duration) -> Result<Option<Viewer>, MediaError> {
         if self.viewers() >= MAX_VIEWERS {
             return Err(MediaError::Busy(format!("{MAX_VIEWERS} viewers already")));
         }
         let mut frames = self.frames.subscribe();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = ViewerCount(self.waiting.clone());
         let first = tokio::time::timeout(wait, async {
             loop {
                 match frames.recv().await {

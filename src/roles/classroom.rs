@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    frame::TrackKind,
+    frame::{TrackKind, VideoCodec},
     media::{
         self,
         display::{Display, DisplaySettings, Output},
@@ -116,11 +116,13 @@ pub async fn run(
             "webrtcdsp is not installed: no echo cancellation (gstreamer1.0-plugins-bad)"
         );
     }
-    // Receiver reports back to the teacher's bitrate controller, four a second.
+    // Receiver reports back to the teacher's bitrate controller, four a second, with
+    // the codecs this box decodes best (the profile may change: see below).
     let mut reports = ReportPublisher::new(&origin, &config.box_id())?;
+    let (profile_tx, profile_rx) = tokio::sync::watch::channel(profile.clone());
     tasks.push(tokio::spawn({
-        let stats = stats.clone();
-        let shutdown = shutdown.clone();
+        let (stats, shutdown, lan) = (stats.clone(), shutdown.clone(), lan.clone());
+        let h265 = config.media.h265;
         async move {
             let mut state = ReportState::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
@@ -129,7 +131,10 @@ pub async fn run(
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                if let Err(e) = reports.send(&stats.receiver_report(&mut state)) {
+                let mut report = stats.receiver_report(&mut state);
+                let need_h264 = lan.as_ref().is_some_and(|l| l.wants_h264());
+                report.codecs = profile_rx.borrow().video_codecs(h265, need_h264);
+                if let Err(e) = reports.send(&report) {
                     tracing::debug!(error = %e, "receiver report not sent");
                 }
             }
@@ -243,10 +248,24 @@ pub async fn run(
         (None, _) => "dialling the relay".to_string(),
     });
     let mut watchdog = crate::systemd::Watchdog::new();
+    // A lesson whose video changes codec (the teacher follows what the classrooms
+    // decode best) stops and says so here; it goes on with a display for the new codec.
+    let (codec_tx, mut codec_rx) = mpsc::unbounded_channel();
+    let spawn_lesson = |broadcast, display| {
+        tokio::spawn(play_lesson(
+            broadcast,
+            display,
+            config.latency_budget(),
+            stats.clone(),
+            lan.clone(),
+            codec_tx.clone(),
+        ))
+    };
     loop {
         enum Step {
             Update(moq_net::announce::Update),
             DisplayFailed(media::MediaError),
+            Codec(VideoCodec),
             Slate,
         }
         let step = tokio::select! {
@@ -256,6 +275,7 @@ pub async fn run(
                 None => break,
             },
             Some(e) = next_error(&mut display_errors) => Step::DisplayFailed(e),
+            Some(codec) = codec_rx.recv() => Step::Codec(codec),
             _ = slate_tick.tick() => Step::Slate,
             // The main loop is alive: tell systemd's watchdog.
             _ = watchdog.tick() => {
@@ -273,6 +293,47 @@ pub async fn run(
                 }
                 continue;
             }
+            Step::Codec(codec) => {
+                let (Some(broadcast), Some((mut catalog, _))) = (playing.clone(), display.take())
+                else {
+                    continue;
+                };
+                if let Some(old) = lesson.take() {
+                    old.abort();
+                }
+                display_errors = None;
+                if let Some(video) = catalog.video.as_mut() {
+                    video.codec = codec.as_str().to_string();
+                }
+                tracing::info!(%codec, "the lesson's video codec changed");
+                match start_display(
+                    &profile,
+                    pipelines_dir.clone(),
+                    &catalog,
+                    output,
+                    echo_wanted,
+                    &stats,
+                )
+                .await
+                {
+                    Ok((d, errors)) => {
+                        let d = Arc::new(d);
+                        display = Some((catalog, d.clone()));
+                        display_errors = Some(errors);
+                        lesson = Some(spawn_lesson(broadcast, d));
+                    }
+                    Err(e) => {
+                        // The teacher sends what this box said it decodes, so only a
+                        // foreign sender gets here; the page says why nothing shows.
+                        tracing::error!(error = %e, %codec, "cannot show the lesson");
+                        stats.set_media(crate::stats::MediaState {
+                            notice: Some(format!("The lesson cannot be shown: {e}")),
+                            ..stats.media()
+                        });
+                    }
+                }
+                continue;
+            }
             Step::DisplayFailed(e) => {
                 let Some((catalog, _)) = display.take() else {
                     continue;
@@ -286,6 +347,7 @@ pub async fn run(
                 } else {
                     let was = profile.name.clone();
                     profile = media::probe::choose("software")?;
+                    profile_tx.send_replace(profile.clone());
                     pipelines_dir = None;
                     format!(
                         "The {was} video pipeline failed ({e}); the lesson goes on with the built-in software one."
@@ -312,13 +374,7 @@ pub async fn run(
                 let d = Arc::new(d);
                 display = Some((catalog, d.clone()));
                 display_errors = Some(errors);
-                lesson = Some(tokio::spawn(play_lesson(
-                    broadcast,
-                    d,
-                    config.latency_budget(),
-                    stats.clone(),
-                    lan.clone(),
-                )));
+                lesson = Some(spawn_lesson(broadcast, d));
                 continue;
             }
         };
@@ -380,13 +436,7 @@ pub async fn run(
         playing = Some(broadcast.clone());
         tracing::info!("lesson started");
         record_lesson(crate::lms::LessonEvent::Joined).await;
-        lesson = Some(tokio::spawn(play_lesson(
-            broadcast,
-            current,
-            config.latency_budget(),
-            stats.clone(),
-            lan.clone(),
-        )));
+        lesson = Some(spawn_lesson(broadcast, current));
     }
 
     crate::systemd::stopping();
@@ -490,6 +540,12 @@ async fn start_display(
     stats: &Arc<LessonStats>,
 ) -> anyhow::Result<(Display, mpsc::UnboundedReceiver<media::MediaError>)> {
     let audio = catalog.audio.clone().unwrap_or_default();
+    let codec = catalog.video_codec()?;
+    stats.set_codec(
+        profile
+            .decoder_for(codec)
+            .map(|decoder| format!("{codec} ({decoder})")),
+    );
     let (errors_tx, errors) = mpsc::unbounded_channel();
     let display = Display::start(
         profile,
@@ -499,6 +555,7 @@ async fn start_display(
             audio_channels: audio.channels,
             pipelines_dir,
             echo_probe,
+            codec,
         },
         stats.clone(),
         Some(errors_tx),
@@ -514,6 +571,7 @@ async fn play_lesson(
     budget: std::time::Duration,
     stats: Arc<LessonStats>,
     lan: Option<Arc<crate::media::rebroadcast::LanFeed>>,
+    codec_changed: mpsc::UnboundedSender<VideoCodec>,
 ) {
     let (tx, mut rx) = mpsc::channel(64);
     let video = subscribe::forward_track(&broadcast, TrackKind::Video, budget, tx.clone(), &stats);
@@ -523,6 +581,12 @@ async fn play_lesson(
         while let Some(frame) = rx.recv().await {
             if let Some(lan) = &lan {
                 lan.publish(&frame);
+            }
+            if frame.track == TrackKind::Video && frame.codec != display.codec() {
+                // The new codec's first picture (a keyframe): the main loop starts a
+                // display for it, and a new subscription starts from this group.
+                let _ = codec_changed.send(frame.codec);
+                break;
             }
             if let Err(e) = display.push(frame) {
                 tracing::warn!(error = %e, "display refused a frame");

@@ -85,6 +85,7 @@ pub async fn run(feed: ReturnFeed, shutdown: CancellationToken) {
         audio_source: Some(c.microphone.clone()).filter(|s| !s.is_empty()),
         adaptive: true,
         pipelines_dir: config.media.pipelines_dir.clone(),
+        allow_h265: false,
     };
     // The teacher's reports about this feed.
     let (reports_tx, mut reports) = mpsc::channel(64);

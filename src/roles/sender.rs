@@ -12,7 +12,8 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    abr::{AbrSettings, Decision, ReceiverReport, ReceiverSet, ladder},
+    abr::{AbrSettings, Decision, ReceiverReport, ReceiverSet, codec::CodecChooser, ladder},
+    frame::VideoCodec,
     media::{
         MediaError,
         capture::{Capture, CaptureSettings},
@@ -50,6 +51,9 @@ pub struct SenderSettings {
     pub audio_source: Option<String>,
     pub adaptive: bool,
     pub pipelines_dir: Option<std::path::PathBuf>,
+    /// May encode H.265 when every receiver asks for it (the lesson; not a return feed,
+    /// which the teacher's machine decodes whatever it is).
+    pub allow_h265: bool,
 }
 
 pub struct AdaptiveSender {
@@ -59,6 +63,8 @@ pub struct AdaptiveSender {
     applied: u32,
     video_switch: Arc<AtomicBool>,
     receivers: ReceiverSet,
+    codecs: CodecChooser,
+    profile: Profile,
     started: tokio::time::Instant,
     stats: Arc<LessonStats>,
     /// The publisher's task (ends with an error if the broadcast breaks).
@@ -133,8 +139,11 @@ impl AdaptiveSender {
             max_kbps: s.max_kbps,
             ..Default::default()
         });
+        let can_h265 = s.allow_h265 && profile.encoder_for(VideoCodec::H265).is_some();
         Ok(Self {
             capture,
+            codecs: CodecChooser::new(can_h265),
+            profile: profile.clone(),
             applied: s.video_kbps,
             settings,
             rung,
@@ -153,6 +162,8 @@ impl AdaptiveSender {
             tracing::info!(%receiver, broadcast = %self.settings.broadcast, "receiver joined");
             self.capture.force_keyframe();
         }
+        self.codecs
+            .on_report(self.started.elapsed(), receiver, &report.codecs);
         let reason = match self
             .receivers
             .on_report(self.started.elapsed(), receiver, report)
@@ -168,6 +179,12 @@ impl AdaptiveSender {
 
     pub fn on_tick(&mut self) {
         self.receivers.on_tick(self.started.elapsed());
+        if let Some(codec) = self.codecs.on_tick(self.started.elapsed())
+            && let Some(encoder) = self.profile.encoder_for(codec)
+        {
+            tracing::info!(broadcast = %self.settings.broadcast, %codec, "every classroom decodes this best: switching");
+            self.capture.set_encoder(encoder);
+        }
         self.follow(None);
     }
 

@@ -60,6 +60,7 @@ pub async fn run(
             audio_source: None,
             adaptive: t.adaptive,
             pipelines_dir: config.media.pipelines_dir.clone(),
+            allow_h265: config.media.h265 != crate::config::H265Mode::Off,
         },
         stats.clone(),
     )
@@ -191,6 +192,7 @@ impl FeedView {
                 pipelines_dir: self.pipelines_dir.clone(),
                 // NOTE: the teacher wears a headset, or their own call app cancels echo.
                 echo_probe: false,
+                codec: catalog.video_codec()?,
             },
             self.stats.clone(),
             None,

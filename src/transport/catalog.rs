@@ -17,7 +17,8 @@ pub struct Catalog {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoInfo {
-    /// `h264` for now.
+    /// `h264` or `h265` ([`crate::frame::VideoCodec`]); a new catalog group says when
+    /// it changes, and each frame's header says which it is.
     pub codec: String,
     pub width: u32,
     pub height: u32,
@@ -45,6 +46,19 @@ impl Default for AudioInfo {
 
 impl Catalog {
     pub const VERSION: u32 = 1;
+
+    /// The video codec (H.264 when the catalog has no video).
+    pub fn video_codec(&self) -> Result<crate::frame::VideoCodec, super::TransportError> {
+        match &self.video {
+            None => Ok(crate::frame::VideoCodec::H264),
+            Some(v) => crate::frame::VideoCodec::parse(&v.codec).ok_or_else(|| {
+                super::TransportError::Catalog(format!(
+                    "video codec \"{}\" (this classbox decodes h264 and h265)",
+                    v.codec
+                ))
+            }),
+        }
+    }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, super::TransportError> {
         let catalog: Catalog = serde_json::from_slice(bytes)

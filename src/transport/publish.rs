@@ -25,8 +25,9 @@ pub const CATALOG_PRIORITY: u8 = 255;
 /// Publishes one broadcast (the lesson, or a room feed) into a local origin.
 pub struct BroadcastPublisher {
     broadcast: broadcast::Producer,
-    /// Held so the catalog stays served for as long as the broadcast.
-    _catalog: track::Producer,
+    /// Served for as long as the broadcast; a new group when the video codec changes.
+    catalog_track: track::Producer,
+    catalog: Catalog,
     video: track::Producer,
     audio: track::Producer,
     video_group: Option<group::Producer>,
@@ -65,17 +66,13 @@ impl BroadcastPublisher {
                 .with_priority(AUDIO_PRIORITY)
                 .with_max_age(keep),
         )?;
-        let mut group = catalog_track.append_group()?;
-        group.write_frame(
-            Timestamp::ZERO,
-            serde_json::to_vec(catalog).expect("catalog serializes"),
-        )?;
-        group.finish()?;
+        write_catalog(&catalog_track, catalog)?;
         // Announced once the tracks exist, so a subscriber acting on it finds them.
         broadcast.announce(Default::default())?;
         Ok(Self {
             broadcast,
-            _catalog: catalog_track,
+            catalog_track,
+            catalog: catalog.clone(),
             video,
             audio,
             video_group: None,
@@ -104,6 +101,13 @@ impl BroadcastPublisher {
                     return Ok(());
                 }
                 if frame.keyframe {
+                    // The encoder changed codec: say so before its first picture.
+                    if let Some(video) = self.catalog.video.as_mut()
+                        && video.codec != frame.codec.as_str()
+                    {
+                        video.codec = frame.codec.as_str().to_string();
+                        write_catalog(&self.catalog_track, &self.catalog)?;
+                    }
                     if let Some(old) = self.video_group.take() {
                         let _ = old.finish();
                     }
@@ -140,12 +144,23 @@ impl BroadcastPublisher {
     }
 }
 
+/// The catalog as a group of its own (a subscriber reads the newest).
+fn write_catalog(track: &track::Producer, catalog: &Catalog) -> Result<(), TransportError> {
+    let mut group = track.append_group()?;
+    group.write_frame(
+        Timestamp::ZERO,
+        serde_json::to_vec(catalog).expect("catalog serializes"),
+    )?;
+    group.finish()?;
+    Ok(())
+}
+
 impl Drop for BroadcastPublisher {
     fn drop(&mut self) {
         if let Some(group) = self.video_group.take() {
             let _ = group.finish();
         }
-        for track in [&self._catalog, &self.video, &self.audio] {
+        for track in [&self.catalog_track, &self.video, &self.audio] {
             let _ = track.finish();
         }
         self.broadcast.close();
