@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\033[1mboot-test [%4ss]:\033[0m %s\n' "$(( $(date +%s) - started ))" "$*"; }
 die() { printf '\033[1mboot-test:\033[0m FAILED: %s\n' "$*" >&2; exit 1; }
+. image/lib.sh
 started=$(date +%s)
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -23,15 +24,7 @@ if ! [ -f "$image" ] && [ -f "$image.xz" ]; then
 fi
 [ -f "$image" ] || die "no image at $image (build it: sudo image/build.sh --arch amd64)"
 
-missing=()
-for p in qemu-system-x86 ovmf mtools curl; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || die "missing ${missing[*]}; install them (as root: apt-get install ${missing[*]})"
-  say "installing ${missing[*]}"
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+install_missing qemu-system-x86 ovmf mtools curl || true
 
 work=$(mktemp -d)
 qemu_pid=""
@@ -58,6 +51,13 @@ relay = "10.0.2.2:4443"
 room = "qemu"
 EOF
 mcopy -i "$disk@@1M" "$work/classbox.toml" ::/classbox.toml
+# The journal on the serial console too (this copy only), so a failure shows why, and
+# because systemd stops printing its own status lines once the serial getty holds the
+# console: the journal's "Started classbox.service" (logged when the daemon sends
+# READY=1) is what says the service is ready.
+entry=$(mdir -i "$disk@@1M" -b ::/loader/entries | head -n1)
+mtype -i "$disk@@1M" "$entry" | sed 's/^options .*/& systemd.journald.forward_to_console=1/' >"$work/entry.conf"
+mcopy -o -i "$disk@@1M" "$work/entry.conf" "$entry"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 

@@ -20,6 +20,7 @@ repo=$PWD
 
 say() { printf '\033[1mimage [%4ss]:\033[0m %s\n' "$(( $(date +%s) - started ))" "$*"; }
 die() { printf '\033[1mimage:\033[0m %s\n' "$*" >&2; exit 1; }
+. image/lib.sh
 started=$(date +%s)
 
 arch="" deb="" out="$repo/target/image" size=3G mirror=http://deb.debian.org/debian
@@ -47,15 +48,7 @@ avail_kb=$(df -Pk "$out" | awk 'NR==2 {print $4}')
 # --- tools ---------------------------------------------------------------------------
 tools=(mmdebstrap dosfstools mtools e2fsprogs fdisk bmap-tools xz-utils arch-test)
 [ "$arch" = arm64 ] && tools+=(qemu-user-static)
-missing=()
-for p in "${tools[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+install_missing "${tools[@]}" || true
 if [ "$arch" = arm64 ]; then
   # mmdebstrap runs the arm64 packages' scripts through qemu's binfmt handler.
   if ! [ -e /proc/sys/fs/binfmt_misc/register ]; then

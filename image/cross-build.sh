@@ -16,11 +16,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\033[1mcross-build:\033[0m %s\n' "$*"; }
 die() { printf '\033[1mcross-build:\033[0m %s\n' "$*" >&2; exit 1; }
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null; then sudo "$@"
-  else die "need root for apt (run as root or install sudo): $*"; fi
-}
+. image/lib.sh
 
 arch="${1:-}"
 run_tests=1
@@ -68,18 +64,8 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   as_root dpkg --add-architecture arm64
   need_update=1
 fi
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-elif [ "${need_update:-0}" = 1 ]; then
-  as_root apt-get update -q
-else
-  say "Debian packages present"
+if ! install_missing "${packages[@]}"; then
+  if [ "${need_update:-0}" = 1 ]; then as_root apt-get update -q; else say "Debian packages present"; fi
 fi
 
 sysroot="$PWD/target/cross/sysroot"

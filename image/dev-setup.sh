@@ -17,7 +17,7 @@ for arg in "$@"; do
 done
 
 say() { printf '\033[1mdev-setup:\033[0m %s\n' "$*"; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 # --- Debian packages ---------------------------------------------------------------
 packages=(
@@ -26,17 +26,7 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-else
-  say "Debian packages present"
-fi
+install_missing "${packages[@]}" || say "Debian packages present"
 
 # --- Rust (>= 1.92) ------------------------------------------------------------------
 rust_ok() {
