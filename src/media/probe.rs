@@ -524,3 +524,36 @@ pub fn report(forced: &str) -> ProbeReport {
         profile: profile.map_err(|e| e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(h265_decoder: Option<&'static str>) -> Profile {
+        Profile {
+            name: "test".into(),
+            h264_encoder: "x264enc",
+            h264_decoder: "avdec_h264",
+            h265_encoder: None,
+            h265_decoder,
+            window_sink: "fakesink",
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_box_asks_for_h265_first_only_when_it_helps_and_nothing_needs_h264() {
+        use VideoCodec::*;
+        let pi5 = profile(Some("v4l2slh265dec"));
+        assert_eq!(pi5.video_codecs(H265Mode::Auto, false), [H265, H264]);
+        // A tablet watches on the LAN: H.264 first, H.265 still decodable.
+        assert_eq!(pi5.video_codecs(H265Mode::Auto, true), [H264, H265]);
+        assert_eq!(pi5.video_codecs(H265Mode::Off, false), [H264]);
+        // Software H.265 only counts when asked for.
+        let pc = profile(Some("avdec_h265"));
+        assert_eq!(pc.video_codecs(H265Mode::Auto, false), [H264, H265]);
+        assert_eq!(pc.video_codecs(H265Mode::Prefer, false), [H265, H264]);
+        let none = profile(None);
+        assert_eq!(none.video_codecs(H265Mode::Prefer, false), [H264]);
+    }
+}
