@@ -98,6 +98,10 @@ if [ "$arch" = amd64 ]; then
 else
   packages+=(linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb)
 fi
+# Files only the x86 image carries (its systemd-boot loader entry); a Pi boots from
+# the firmware partition that customize.sh fills.
+arch_hooks=()
+[ "$arch" = amd64 ] && arch_hooks+=(--customize-hook="sync-in $repo/image/amd64 /")
 say "mmdebstrap: Debian 12 $arch, ${#packages[@]} packages and their dependencies (a few minutes)"
 : >"$out/mmdebstrap-$arch.log"
 mmdebstrap --mode=root --variant=minbase --arch="$arch" \
@@ -109,7 +113,7 @@ mmdebstrap --mode=root --variant=minbase --arch="$arch" \
   --customize-hook="copy-in $deb /tmp" \
   --customize-hook='chroot "$1" sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/$(basename '"$deb"')"' \
   --customize-hook="sync-in $repo/image/rootfs /" \
-  --customize-hook="$( [ "$arch" = amd64 ] && echo "sync-in $repo/image/amd64 /" || echo ":" )" \
+  "${arch_hooks[@]}" \
   --customize-hook="$repo/image/customize.sh \"\$1\" $arch $root_uuid" \
   bookworm "$rootfs" \
   "deb $mirror bookworm main non-free-firmware" \

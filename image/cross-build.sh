@@ -128,24 +128,45 @@ if [ "$run_tests" = 1 ]; then
   echo "$version"
   grep -q "$triple" <<<"$version" || die "--version does not name $triple: $version"
 
-  say "under qemu-aarch64-static: classbox doctor --json"
+  # doctor and the demo start threads (tokio's workers, GStreamer's). Some hosts' qemu-user
+  # never returns from the first pthread_create (seen on Debian 12's qemu 7.2 in a
+  # Firecracker VM: glibc walks its thread-stack list forever); there they are stopped
+  # after a while and reported as unverified instead of hanging the build.
+  limit=${QEMU_TEST_TIMEOUT:-300}
+  unverified=()
   # GStreamer's arm64 plugin scanner and registry, kept apart from the host's.
   export GST_REGISTRY="$CARGO_TARGET_DIR/gst-registry-arm64.bin"
   export GST_REGISTRY_FORK=no  # scan in-process: no binfmt needed for the arm64 scanner
   export GST_PLUGIN_SYSTEM_PATH=/usr/lib/aarch64-linux-gnu/gstreamer-1.0
   export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-  doctor=$("${qemu[@]}" "$bin" doctor --json || true)
-  echo "$doctor" | head -c 2000; echo
-  grep -q '"profile"' <<<"$doctor" || die "doctor --json under qemu gave no profile"
+
+  say "under qemu-aarch64-static: classbox doctor --json (at most $limit s)"
+  status=0
+  doctor=$(timeout "$limit" "${qemu[@]}" "$bin" doctor --json) || status=$?
+  if [ "$status" = 124 ]; then
+    say "UNVERIFIED: doctor did not finish within $limit s under qemu-user on this host"
+    unverified+=(doctor)
+  else
+    echo "$doctor" | head -c 2000; echo
+    grep -q '"profile"' <<<"$doctor" || die "doctor --json under qemu gave no profile (exit $status)"
+  fi
 
   say "under qemu-aarch64-static: a 20 s headless demo (teacher -> relay -> classroom)"
   demo_log="$CARGO_TARGET_DIR/arm64-demo.log"
-  if "${qemu[@]}" "$bin" demo --headless --duration 20 --web 127.0.0.1:0 >"$demo_log" 2>&1; then
+  status=0
+  timeout "$limit" "${qemu[@]}" "$bin" demo --headless --duration 20 --web 127.0.0.1:0 >"$demo_log" 2>&1 || status=$?
+  if [ "$status" = 0 ]; then
     tail -n 5 "$demo_log"
     say "demo ran to its end under emulation"
+  elif [ "$status" = 124 ]; then
+    say "UNVERIFIED: the demo did not finish within $limit s under qemu-user on this host"
+    unverified+=(demo)
   else
     tail -n 30 "$demo_log" >&2
     die "the headless demo failed under qemu (log: $demo_log)"
+  fi
+  if [ ${#unverified[@]} -gt 0 ]; then
+    say "the binary and .deb are built; under this host's qemu-user only --version was verified (not: ${unverified[*]})"
   fi
 fi
 say "done in $(( $(date +%s) - started )) s"
