@@ -19,8 +19,8 @@ async fn a_failing_video_pipeline_falls_back_to_software_and_the_lesson_goes_on(
     let pipelines = common::edited_pipelines(
         dir.path(),
         "classroom",
-        "! h264parse !",
-        "! h264parse ! identity error-after=45 !",
+        "! ${VIDEO_DECODER}",
+        "! ${VIDEO_DECODER} ! identity error-after=45",
     );
 
     let mut config = relay.client_config("room", Role::Box);
