@@ -2,6 +2,7 @@
 //! the W3C WebDriver protocol (plain JSON over HTTP on loopback, spoken with reqwest).
 
 use std::{
+    os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -33,10 +34,13 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // A process group of its own: chromedriver's Chromium (browser, zygotes,
+        // renderers) goes with it when the test ends, however it ends.
         let driver = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
@@ -56,6 +60,7 @@ impl Browser {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--disable-breakpad", "--disable-crash-reporter",
                          "--disable-dev-shm-usage", "--window-size=1100,900",
                          format!("--user-data-dir={}", profile.path().display())],
             },
@@ -225,7 +230,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // The whole group: killing chromedriver alone leaves Chromium running.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.wait();
     }
 }
