@@ -138,6 +138,9 @@ pub struct TeacherConfig {
     pub width: u32,
     pub height: u32,
     pub framerate: u32,
+    /// The video bitrate a lesson starts at; adaptive, it then grows to what the
+    /// link carries. Low by default: starting above a slow link fills its queue and
+    /// delays speech for the first seconds.
     pub video_kbps: u32,
     pub audio_kbps: u32,
     /// Keyframe (group) interval in frames.
@@ -158,7 +161,7 @@ impl Default for TeacherConfig {
             width: 640,
             height: 360,
             framerate: 30,
-            video_kbps: 800,
+            video_kbps: 400,
             audio_kbps: 32,
             keyframe_interval: 30,
             test_sources: true,

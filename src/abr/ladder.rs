@@ -63,9 +63,11 @@ pub fn max_kbps() -> u32 {
     LADDER[0].max_kbps
 }
 
-/// The rung for `kbps`, or `None` for audio-only. `current` adds hysteresis: moving
-/// up needs 15% headroom above the next rung's minimum, so the picture size does not
-/// flap when the rate hovers at a boundary.
+/// The rung for `kbps`, or `None` for audio-only. `current` adds hysteresis both
+/// ways: moving up needs 15% headroom above the next rung's minimum, and the current
+/// rung is kept down to 85% of its own, so the picture size does not flap when the
+/// rate hovers at a boundary (each change costs a keyframe, the largest frame there
+/// is, just when the link is tight).
 pub fn rung_for(kbps: u32, current: Option<&Rung>) -> Option<&'static Rung> {
     LADDER.iter().find(|r| {
         let upward = current.is_some_and(|c| r.min_kbps > c.min_kbps);
@@ -74,7 +76,7 @@ pub fn rung_for(kbps: u32, current: Option<&Rung>) -> Option<&'static Rung> {
         } else {
             r.min_kbps
         };
-        kbps >= needed || (current.is_some_and(|c| c == *r) && kbps >= r.min_kbps)
+        kbps >= needed || (current.is_some_and(|c| c == *r) && kbps >= r.min_kbps * 85 / 100)
     })
 }
 
@@ -93,6 +95,15 @@ mod tests {
         assert_eq!(rung_for(900, Some(r360)).unwrap().name, "480p25");
         let r480 = rung_for(900, None).unwrap();
         assert_eq!(rung_for(710, Some(r480)).unwrap().name, "480p25");
-        assert_eq!(rung_for(650, Some(r480)).unwrap().name, "360p20");
+        // 650 is under 480p's minimum but inside its 15% margin: stay; 590 is not.
+        assert_eq!(rung_for(650, Some(r480)).unwrap().name, "480p25");
+        assert_eq!(rung_for(590, Some(r480)).unwrap().name, "360p20");
+        // From 360p at 300 kbit/s (a 350 minimum): stay; at 290, 240p.
+        assert_eq!(rung_for(300, Some(r360)).unwrap().name, "360p20");
+        assert_eq!(rung_for(290, Some(r360)).unwrap().name, "240p15");
+        // Down to audio-only from the lowest rung also waits for its margin.
+        let r180 = rung_for(100, None).unwrap();
+        assert_eq!(rung_for(55, Some(r180)).unwrap().name, "180p10");
+        assert!(rung_for(45, Some(r180)).is_none());
     }
 }

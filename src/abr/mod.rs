@@ -148,7 +148,9 @@ impl AbrController {
     pub fn on_report(&mut self, now: Duration, report: &ReceiverReport) -> Decision {
         let s = self.settings.clone();
         if self.last_report.is_none() {
-            self.expect_burst(now, Duration::from_secs(2));
+            // The join burst (the current GOP from its start) is through in well
+            // under a second on any link the lesson can use.
+            self.expect_burst(now, Duration::from_secs(1));
         }
         self.last_report = Some(now);
         if std::mem::take(&mut self.silent) {
@@ -197,7 +199,10 @@ impl AbrController {
             };
             return self.decrease(now, to.min(self.target_kbps * 0.95), reason);
         }
-        if (report.queue_delay_ms < s.low_delay_ms || in_grace)
+        // Grow only on evidence of room: delay hidden by a grace window is no
+        // evidence (growing through it sent 2x a 500 kbit/s link at start-up).
+        if report.queue_delay_ms < s.low_delay_ms
+            && !in_grace
             && report.groups_skipped == 0
             && since(self.last_decrease) >= s.settle
             && since(self.last_increase) >= s.step
@@ -379,6 +384,17 @@ mod tests {
         assert!((300.0..=500.0).contains(&mean), "mean target {mean}");
         let worst = late.iter().map(|p| p.2).fold(0.0, f64::max);
         assert!(worst <= 500.0, "queue delay reached {worst} ms");
+    }
+
+    #[test]
+    fn start_up_above_the_link_does_not_grow_through_the_grace() {
+        // Start at 800 on a 500 kbit/s link: the join grace hides the queue, so it
+        // must not be read as room; the first cut comes as the grace ends.
+        let s = simulate(|_| 500.0, 0.0, 4.0);
+        let peak = s.iter().map(|p| p.1).fold(0.0, f64::max);
+        assert_eq!(peak, 800.0, "grew to {peak} kbit/s during the grace");
+        let (after, _) = at(&s, 2.0);
+        assert!(after < 500.0, "still at {after} kbit/s 2 s in");
     }
 
     #[test]

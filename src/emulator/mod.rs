@@ -2,7 +2,9 @@
 //!
 //! In: UDP datagrams in both directions. Out: the same datagrams, late, lost or
 //! dropped as a real link would: bandwidth from a Mahimahi trace (each line a
-//! millisecond at which one 1500-byte delivery opportunity occurs; the trace repeats),
+//! millisecond at which one 1500-byte delivery opportunity occurs; the trace repeats;
+//! as in Mahimahi, a packet's bytes may span opportunities, so small and large packets
+//! mixed waste none of the link),
 //! a drop-tail queue limited in bytes, one-way delay, jitter and random loss.
 //!
 //! The scheduler ([`Direction`]) is a pure function of simulated time, unit-tested
@@ -168,6 +170,8 @@ pub struct Direction<P> {
     /// Waiting for a delivery opportunity.
     queue: VecDeque<(usize, P)>,
     queued_bytes: usize,
+    /// Bytes of the queue's front packet not yet served (`None`: not started).
+    front_left: Option<usize>,
     /// Past the bottleneck, waiting out the propagation delay: (release time, packet).
     in_flight: VecDeque<(Duration, P)>,
     /// Deterministic randomness for loss and jitter (seeded: runs are repeatable).
@@ -185,6 +189,7 @@ impl<P> Direction<P> {
             impairments,
             queue: VecDeque::new(),
             queued_bytes: 0,
+            front_left: None,
             in_flight: VecDeque::new(),
             rng: SplitMix64(seed),
             next_opportunity,
@@ -217,18 +222,23 @@ impl<P> Direction<P> {
         Ok(())
     }
 
-    /// Serve every opportunity up to `now`, moving packets into flight.
+    /// Serve every opportunity up to `now`, moving packets into flight. A packet
+    /// leaves when its last byte has been served, which may be in a later
+    /// opportunity than its first (Mahimahi's `LinkQueue` does the same).
     fn advance(&mut self, now: Duration) {
         while !self.queue.is_empty() && self.next_opportunity <= now {
             let at = self.next_opportunity;
             let mut budget = OPPORTUNITY_BYTES;
             while let Some((len, _)) = self.queue.front() {
-                // A packet larger than an opportunity still goes, alone.
-                if *len > budget && budget < OPPORTUNITY_BYTES {
+                let left = self.front_left.get_or_insert(*len);
+                let served = budget.min(*left);
+                *left -= served;
+                budget -= served;
+                if *left > 0 {
                     break;
                 }
+                self.front_left = None;
                 let (len, packet) = self.queue.pop_front().expect("front exists");
-                budget = budget.saturating_sub(len);
                 self.queued_bytes -= len;
                 let release = self.release_time(at);
                 self.in_flight.push_back((release, packet));
@@ -375,6 +385,24 @@ mod tests {
         }
         assert_eq!(d.poll_deliver(ms(10)), vec![0, 1, 2]);
         assert_eq!(d.poll_deliver(ms(20)), vec![3]);
+    }
+
+    #[test]
+    fn a_packet_spans_opportunities() {
+        // 1000-byte packets on 1500-byte opportunities: two packets take three
+        // opportunities' worth of bytes in two opportunities, nothing is wasted.
+        let mut d = Direction::new(Trace::parse("10\n20\n30\n").unwrap(), Impairments::default(), 1);
+        for i in 0..4 {
+            d.enqueue(ms(0), 1000, i).unwrap();
+        }
+        assert_eq!(d.poll_deliver(ms(10)), vec![0]);
+        assert_eq!(d.poll_deliver(ms(20)), vec![1, 2]);
+        assert_eq!(d.poll_deliver(ms(30)), vec![3]);
+        // A packet larger than an opportunity needs as many as its bytes fill.
+        let mut d = Direction::new(every_10ms(), Impairments::default(), 1);
+        d.enqueue(ms(0), 4000, 'j').unwrap();
+        assert!(d.poll_deliver(ms(29)).is_empty());
+        assert_eq!(d.poll_deliver(ms(30)), vec!['j']);
     }
 
     #[test]

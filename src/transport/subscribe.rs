@@ -71,23 +71,43 @@ struct Forwarder<'a> {
 }
 
 impl Forwarder<'_> {
-    /// Video: a newer group (a new keyframe) supersedes the GOP being read.
+    /// Video: a newer group (a new keyframe) supersedes the GOP being read, once its
+    /// keyframe has arrived whole. Until then the old GOP keeps playing: switching
+    /// when the new group merely opens would show nothing for as long as a keyframe
+    /// takes to cross a slow link (a quarter of a second at 500 kbit/s) and throw
+    /// away the old GOP's last frames that were already on their way.
     async fn video(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
         let mut current: Option<group::Consumer> = None;
+        let mut next_group: Option<group::Consumer> = None;
         loop {
             tokio::select! {
                 biased;
                 next = track.recv_group() => match next? {
                     Some(group) => {
                         self.count_gap(group.sequence);
-                        current = Some(group);
+                        if current.is_none() {
+                            current = Some(group);
+                        } else {
+                            // A still newer group makes a waiting one stale as well.
+                            next_group = Some(group);
+                        }
                     }
                     None => return Ok(()),
                 },
+                keyframe = read_next(&mut next_group) => {
+                    if let Ok(Some(frame)) = keyframe {
+                        current = next_group.take();
+                        self.pass(frame.payload);
+                    } else {
+                        // Empty, or reset by the sender as stale before its keyframe.
+                        next_group = None;
+                    }
+                }
                 frame = read_next(&mut current) => match frame {
                     Ok(Some(frame)) => self.pass(frame.payload),
-                    // The group is complete, or was cut short (reset by the sender as stale).
-                    Ok(None) | Err(_) => current = None,
+                    // The group is complete, or was cut short (reset by the sender as
+                    // stale); a waiting group takes over when its keyframe is in.
+                    Ok(None) | Err(_) => current = next_group.take(),
                 },
             }
         }
