@@ -41,7 +41,7 @@ pub const H264_ENCODERS: &[EncoderQuirks] = &[
         codec: VideoCodec::H264,
         unit: BitrateUnit::Kbps,
         launch: "x264enc name=video_encoder tune=zerolatency speed-preset=ultrafast bitrate={bitrate} \
-                 key-int-max={gop} bframes=0 b-adapt=false vbv-buf-capacity=300",
+                 key-int-max={gop} bframes=0 b-adapt=false vbv-buf-capacity=150",
         live_raise: true,
         hardware: false,
         gop_property: Some("key-int-max"),
