@@ -391,7 +391,11 @@ mod tests {
     fn a_packet_spans_opportunities() {
         // 1000-byte packets on 1500-byte opportunities: two packets take three
         // opportunities' worth of bytes in two opportunities, nothing is wasted.
-        let mut d = Direction::new(Trace::parse("10\n20\n30\n").unwrap(), Impairments::default(), 1);
+        let mut d = Direction::new(
+            Trace::parse("10\n20\n30\n").unwrap(),
+            Impairments::default(),
+            1,
+        );
         for i in 0..4 {
             d.enqueue(ms(0), 1000, i).unwrap();
         }
