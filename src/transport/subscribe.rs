@@ -55,6 +55,7 @@ pub async fn forward_track(
         kind,
         out,
         stats,
+        budget,
         last_sequence: None,
     };
     match kind {
@@ -65,6 +66,8 @@ pub async fn forward_track(
 
 struct Forwarder<'a> {
     kind: TrackKind,
+    /// How long an old GOP may keep playing once a newer group exists.
+    budget: Duration,
     out: mpsc::Sender<Frame>,
     stats: &'a LessonStats,
     last_sequence: Option<u64>,
@@ -75,11 +78,16 @@ impl Forwarder<'_> {
     /// keyframe has arrived whole. Until then the old GOP keeps playing: switching
     /// when the new group merely opens would show nothing for as long as a keyframe
     /// takes to cross a slow link (a quarter of a second at 500 kbit/s) and throw
-    /// away the old GOP's last frames that were already on their way.
+    /// away the old GOP's last frames that were already on their way. But never for
+    /// longer than the latency budget: after an outage the old GOP is a backlog, and
+    /// reading it on would keep its stream (and the bandwidth the new keyframe
+    /// needs) busy with pictures seconds old. Dropping it cancels its stream.
     async fn video(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
         let mut current: Option<group::Consumer> = None;
         let mut next_group: Option<group::Consumer> = None;
+        let mut superseded_at: Option<tokio::time::Instant> = None;
         loop {
+            let give_up = superseded_at.map(|at| at + self.budget);
             tokio::select! {
                 biased;
                 next = track.recv_group() => match next? {
@@ -90,6 +98,7 @@ impl Forwarder<'_> {
                         } else {
                             // A still newer group makes a waiting one stale as well.
                             next_group = Some(group);
+                            superseded_at.get_or_insert_with(tokio::time::Instant::now);
                         }
                     }
                     None => return Ok(()),
@@ -97,6 +106,7 @@ impl Forwarder<'_> {
                 keyframe = read_next(&mut next_group) => {
                     if let Ok(Some(frame)) = keyframe {
                         current = next_group.take();
+                        superseded_at = None;
                         self.pass(frame.payload);
                     } else {
                         // Empty, or reset by the sender as stale before its keyframe.
@@ -107,8 +117,15 @@ impl Forwarder<'_> {
                     Ok(Some(frame)) => self.pass(frame.payload),
                     // The group is complete, or was cut short (reset by the sender as
                     // stale); a waiting group takes over when its keyframe is in.
-                    Ok(None) | Err(_) => current = next_group.take(),
+                    Ok(None) | Err(_) => {
+                        current = next_group.take();
+                        superseded_at = None;
+                    }
                 },
+                _ = sleep_until(give_up) => {
+                    current = next_group.take();
+                    superseded_at = None;
+                }
             }
         }
     }
