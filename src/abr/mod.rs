@@ -155,9 +155,16 @@ impl AbrController {
         self.last_report = Some(now);
         if std::mem::take(&mut self.silent) {
             // Back from an outage: whatever queued up is stale; restart from what the
-            // link is delivering now rather than from the pre-outage rate.
+            // link is delivering now rather than from the pre-outage rate. The first
+            // report's rate spans the outage (near zero), which would mean audio-only
+            // with no new picture to replace the stale one: never restart below the
+            // start rate (or the pre-outage rate if lower); a link still weak is cut
+            // by the usual rule within a second.
             self.last_increase = Some(now);
-            let to = (report.received_kbps * 0.8).max(s.min_kbps as f64);
+            let floor = (s.start_kbps as f64).min(self.target_kbps);
+            let to = (report.received_kbps * 0.8)
+                .max(floor)
+                .max(s.min_kbps as f64);
             return self.decrease(now, to, "link returned after an outage".into());
         }
         let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
@@ -436,6 +443,37 @@ mod tests {
         assert!(
             resumed > 400.0 && delay < 300.0,
             "after outage: {resumed} kbps, {delay} ms"
+        );
+    }
+
+    #[test]
+    fn the_first_report_after_an_outage_does_not_mean_audio_only() {
+        // The box measures arrival over the last second, which is mostly outage.
+        let mut abr = AbrController::new(AbrSettings::default());
+        let clear = |kbps| ReceiverReport {
+            received_kbps: kbps,
+            queue_delay_ms: 20.0,
+            ..Default::default()
+        };
+        let mut t = Duration::ZERO;
+        for _ in 0..40 {
+            abr.on_report(t, &clear(abr.target_kbps() as f64));
+            t += Duration::from_millis(250);
+        }
+        let before = abr.target_kbps();
+        assert!(before > 800, "grew to {before}");
+        abr.on_tick(t + Duration::from_secs(2));
+        assert!(abr.is_silent());
+        abr.on_report(t + Duration::from_secs(5), &clear(6.0));
+        let after = abr.target_kbps();
+        assert_eq!(
+            after,
+            AbrSettings::default().start_kbps,
+            "restarted at {after}"
+        );
+        assert!(
+            ladder::rung_for(after, None).is_some(),
+            "audio-only after an outage"
         );
     }
 
