@@ -84,48 +84,42 @@ impl Forwarder<'_> {
     /// needs) busy with pictures seconds old. Dropping it cancels its stream.
     async fn video(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
         let mut current: Option<group::Consumer> = None;
-        let mut next_group: Option<group::Consumer> = None;
-        let mut superseded_at: Option<tokio::time::Instant> = None;
+        // The newest group waiting for its keyframe, and since when `current` has
+        // been superseded (kept when a still newer group replaces the waiting one).
+        let mut next: Option<(group::Consumer, tokio::time::Instant)> = None;
         loop {
-            let give_up = superseded_at.map(|at| at + self.budget);
+            let give_up = next.as_ref().map(|(_, since)| *since + self.budget);
             tokio::select! {
                 biased;
-                next = track.recv_group() => match next? {
+                group = track.recv_group() => match group? {
                     Some(group) => {
                         self.count_gap(group.sequence);
                         if current.is_none() {
                             current = Some(group);
                         } else {
-                            // A still newer group makes a waiting one stale as well.
-                            next_group = Some(group);
-                            superseded_at.get_or_insert_with(tokio::time::Instant::now);
+                            let since = next
+                                .take()
+                                .map_or_else(tokio::time::Instant::now, |(_, since)| since);
+                            next = Some((group, since));
                         }
                     }
                     None => return Ok(()),
                 },
-                keyframe = read_next(&mut next_group) => {
+                keyframe = read_next(next.as_mut().map(|(group, _)| group)) => {
+                    let waiting = next.take().map(|(group, _)| group);
+                    // Otherwise empty, or reset by the sender as stale before its keyframe.
                     if let Ok(Some(frame)) = keyframe {
-                        current = next_group.take();
-                        superseded_at = None;
+                        current = waiting;
                         self.pass(frame.payload);
-                    } else {
-                        // Empty, or reset by the sender as stale before its keyframe.
-                        next_group = None;
                     }
                 }
-                frame = read_next(&mut current) => match frame {
+                frame = read_next(current.as_mut()) => match frame {
                     Ok(Some(frame)) => self.pass(frame.payload),
                     // The group is complete, or was cut short (reset by the sender as
                     // stale); a waiting group takes over when its keyframe is in.
-                    Ok(None) | Err(_) => {
-                        current = next_group.take();
-                        superseded_at = None;
-                    }
+                    Ok(None) | Err(_) => current = next.take().map(|(group, _)| group),
                 },
-                _ = sleep_until(give_up) => {
-                    current = next_group.take();
-                    superseded_at = None;
-                }
+                _ = sleep_until(give_up) => current = next.take().map(|(group, _)| group),
             }
         }
     }
@@ -226,11 +220,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Next frame of the current group; pending forever when there is none.
+/// Next frame of `group`; pending forever when there is none.
 async fn read_next(
-    current: &mut Option<group::Consumer>,
+    group: Option<&mut group::Consumer>,
 ) -> Result<Option<moq_net::frame::Frame>, moq_net::Error> {
-    match current {
+    match group {
         Some(group) => group.read_frame().await,
         None => std::future::pending().await,
     }
