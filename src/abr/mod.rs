@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod ladder;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -20,10 +21,14 @@ use serde::{Deserialize, Serialize};
 /// What a classroom tells the teacher, about four times a second.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReceiverReport {
-    /// Video + audio that arrived over the last second, kbit/s (wire bytes).
+    /// What arrived lately, kbit/s: every byte the box's link to the relay delivered
+    /// over the last half second, or (no connection of its own: a teacher's feedback)
+    /// the media frames of the last second.
     pub received_kbps: f64,
-    /// Median one-way delay of recent frames above the lowest seen in the last 10 s,
-    /// ms. The minimum cancels any clock offset between teacher and classroom.
+    /// One-way delay of the quickest frame of the last half second (video's or
+    /// audio's, the later) above the lowest seen in the last 10 s, ms: what every
+    /// frame waited, i.e. a queue. The minimum cancels any clock offset between
+    /// teacher and classroom.
     pub queue_delay_ms: f64,
     /// Video groups skipped (superseded or too old) since the previous report.
     pub groups_skipped: u64,
@@ -59,6 +64,9 @@ pub struct AbrSettings {
     pub settle: Duration,
     /// No report for this long: the link is out; hold, and restart low when it returns.
     pub silence: Duration,
+    /// What the sound takes of the link, with its packets' headers, kbit/s: what
+    /// arrives less this is what the pictures got.
+    pub audio_wire_kbps: f64,
 }
 
 impl Default for AbrSettings {
@@ -73,8 +81,15 @@ impl Default for AbrSettings {
             step: Duration::from_millis(250),
             settle: Duration::from_millis(750),
             silence: Duration::from_millis(1500),
+            audio_wire_kbps: audio_wire_kbps(32),
         }
     }
+}
+
+/// Opus at `kbps` in 20 ms packets on the wire: each packet carries ~60 bytes of
+/// moq, QUIC and UDP framing besides the sound (115 bytes at 32 kbit/s).
+pub fn audio_wire_kbps(kbps: u32) -> f64 {
+    f64::from(kbps) + 60.0 * 8.0 / 20.0
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +101,8 @@ pub struct AbrController {
     last_report: Option<Duration>,
     /// Set while the link is silent; the first report after it restarts carefully.
     silent: bool,
-    /// What arrived the last time the link was full, and when: growth slows near it.
+    /// What the link carried of pictures the last time it was full, and when: growth
+    /// slows near it.
     ceiling: Option<(f64, Duration)>,
     /// Queueing delay in the previous report, for its trend.
     previous_delay_ms: f64,
@@ -94,8 +110,12 @@ pub struct AbrController {
     grace_until: Option<Duration>,
     /// Reports in a row that saw the link full.
     full_reports: u32,
+    /// A report with pictures has come (the join grace starts with the first).
+    joined: bool,
     /// Queueing delay when we last cut, to tell a draining queue from a stuck one.
     delay_at_cut_ms: f64,
+    /// The encoder uses well under the target (see [`usage`]): no evidence to grow on.
+    app_limited: bool,
 }
 
 impl AbrController {
@@ -111,7 +131,9 @@ impl AbrController {
             previous_delay_ms: 0.0,
             grace_until: None,
             full_reports: 0,
+            joined: false,
             delay_at_cut_ms: 0.0,
+            app_limited: false,
         }
     }
 
@@ -144,12 +166,19 @@ impl AbrController {
         self.grace_until = Some(now + for_how_long);
     }
 
+    /// Whether the encoder is using well under the target (see [`usage`]); while it
+    /// is, the target does not grow.
+    pub fn set_app_limited(&mut self, limited: bool) {
+        self.app_limited = limited;
+    }
+
     /// A receiver report arrived at `now`.
     pub fn on_report(&mut self, now: Duration, report: &ReceiverReport) -> Decision {
         let s = self.settings.clone();
-        if self.last_report.is_none() {
-            // The join burst (the current GOP from its start) is through in well
-            // under a second on any link the lesson can use.
+        if !self.joined && report.video_frames > 0 {
+            // The join burst (the current GOP from its start, frames up to a GOP old)
+            // is through in well under a second on any link the lesson can use.
+            self.joined = true;
             self.expect_burst(now, Duration::from_secs(1));
         }
         self.last_report = Some(now);
@@ -196,37 +225,49 @@ impl AbrController {
             // Go below what actually arrives, by enough to drain the queue in about a
             // second; never below half of it in one step.
             let to = if report.received_kbps > 0.0 {
-                self.ceiling = Some((report.received_kbps, now));
                 let drain = (report.queue_delay_ms / 2000.0).min(0.25);
-                // What arrived in a stalled second understates the link: never more
-                // than halve in one step.
-                (report.received_kbps * (0.95 - drain)).max(self.target_kbps * 0.5)
+                // What arrived is sound as well as pictures.
+                let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
+                // What the full link carries of pictures: growth slows near it.
+                self.ceiling = Some((video, now));
+                // A stalled moment understates the link: never below a third in
+                // one step (a drop from 2 Mbit/s to 300k is then one cut, not three).
+                (video * (0.95 - drain)).max(self.target_kbps * 0.3)
             } else {
                 self.target_kbps * 0.7
             };
             return self.decrease(now, to.min(self.target_kbps * 0.95), reason);
         }
-        // Grow only on evidence of room: delay hidden by a grace window is no
-        // evidence (growing through it sent 2x a 500 kbit/s link at start-up).
+        // Grow only on evidence of room: pictures that arrived with little delay (a
+        // report without any says nothing; growing on those sent 2x a 500 kbit/s link
+        // at start-up), from an encoder that uses what it is given. Never beyond half
+        // again what arrives (as GCC): the delay shows a full link a second late, by
+        // which time 1.2x a step would have doubled the rate (a 2 Mbit/s link got a
+        // 3 Mbit/s target, and 720p's keyframe with it, just before a drop).
+        let cap = 1.5 * report.received_kbps;
         if report.queue_delay_ms < s.low_delay_ms
-            && !in_grace
+            && report.video_frames > 0
+            && !self.app_limited
             && report.groups_skipped == 0
             && since(self.last_decrease) >= s.settle
             && since(self.last_increase) >= s.step
         {
-            // Just under the last ceiling (remembered for 2 s) grow gently, 2% a
-            // step; elsewhere grow fast, so a link that got better is found quickly.
+            // Near what the link carried of pictures when it was last full
+            // (remembered for 10 s) grow gently, 5% a step: growing 20% a step into
+            // it filled the link again a second or two after each cut, with 300 ms
+            // of queue each time. Elsewhere grow fast, so a link that got better is
+            // found quickly.
             let factor = match self.ceiling {
                 Some((kbps, at))
-                    if now.saturating_sub(at) < Duration::from_secs(2)
-                        && self.target_kbps > 0.9 * kbps
-                        && self.target_kbps < kbps =>
+                    if now.saturating_sub(at) < Duration::from_secs(10)
+                        && self.target_kbps > 0.8 * kbps
+                        && self.target_kbps < 1.05 * kbps =>
                 {
-                    1.02
+                    1.05
                 }
                 _ => s.increase_factor,
             };
-            let to = self.clamp(self.target_kbps * factor);
+            let to = self.clamp((self.target_kbps * factor).min(cap));
             if to > self.target_kbps {
                 self.target_kbps = to;
                 self.last_increase = Some(now);
@@ -264,6 +305,7 @@ pub struct ReceiverSet {
     boxes: std::collections::BTreeMap<String, (AbrController, Duration)>,
     /// A box silent this long no longer counts.
     pub forget_after: Duration,
+    app_limited: bool,
 }
 
 impl ReceiverSet {
@@ -272,6 +314,7 @@ impl ReceiverSet {
             settings,
             boxes: Default::default(),
             forget_after: Duration::from_secs(30),
+            app_limited: false,
         }
     }
 
@@ -287,6 +330,7 @@ impl ReceiverSet {
             .entry(box_id.to_string())
             .or_insert_with(|| (AbrController::new(self.settings.clone()), now));
         *last = now;
+        controller.set_app_limited(self.app_limited);
         controller.on_report(now, report)
     }
 
@@ -294,6 +338,14 @@ impl ReceiverSet {
     pub fn expect_burst(&mut self, now: Duration, for_how_long: Duration) {
         for (controller, _) in self.boxes.values_mut() {
             controller.expect_burst(now, for_how_long);
+        }
+    }
+
+    /// See [`AbrController::set_app_limited`]; the encoder is shared by every box.
+    pub fn set_app_limited(&mut self, limited: bool) {
+        self.app_limited = limited;
+        for (controller, _) in self.boxes.values_mut() {
+            controller.set_app_limited(limited);
         }
     }
 
@@ -453,6 +505,7 @@ mod tests {
         let clear = |kbps| ReceiverReport {
             received_kbps: kbps,
             queue_delay_ms: 20.0,
+            video_frames: 5,
             ..Default::default()
         };
         let mut t = Duration::ZERO;
@@ -475,6 +528,44 @@ mod tests {
             ladder::rung_for(after, None).is_some(),
             "audio-only after an outage"
         );
+    }
+
+    #[test]
+    fn growth_needs_pictures_and_stays_within_half_again_what_arrives() {
+        let mut abr = AbrController::new(AbrSettings::default());
+        let mut t = Duration::ZERO;
+        let mut report = |abr: &mut AbrController, kbps: f64, frames: u64| {
+            t += Duration::from_millis(250);
+            abr.on_report(
+                t,
+                &ReceiverReport {
+                    received_kbps: kbps,
+                    queue_delay_ms: 10.0,
+                    video_frames: frames,
+                    ..Default::default()
+                },
+            )
+        };
+        // Nothing has arrived yet: a clear report without pictures is no evidence.
+        for _ in 0..8 {
+            assert_eq!(report(&mut abr, 0.0, 0), Decision::Hold);
+        }
+        // An encoder stuck at 1 Mbit/s (a still picture) while the delay stays low:
+        // the target settles at 1.5 Mbit/s, not at the ladder's top.
+        for _ in 0..80 {
+            report(&mut abr, 1000.0, 6);
+        }
+        assert_eq!(abr.target_kbps(), 1500);
+        // The encoder says it is limited by its picture: no growth at all.
+        abr.set_app_limited(true);
+        for _ in 0..8 {
+            assert_eq!(report(&mut abr, 2000.0, 6), Decision::Hold);
+        }
+        abr.set_app_limited(false);
+        assert!(matches!(
+            report(&mut abr, 2000.0, 6),
+            Decision::Increase { .. }
+        ));
     }
 
     #[test]

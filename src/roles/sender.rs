@@ -12,7 +12,10 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    abr::{AbrSettings, Decision, ReceiverReport, ReceiverSet, codec::CodecChooser, ladder},
+    abr::{
+        AbrSettings, Decision, ReceiverReport, ReceiverSet, codec::CodecChooser, ladder,
+        usage::EncoderUse,
+    },
     frame::VideoCodec,
     media::{
         MediaError,
@@ -63,6 +66,8 @@ pub struct AdaptiveSender {
     applied: u32,
     video_switch: Arc<AtomicBool>,
     receivers: ReceiverSet,
+    /// Whether the encoder uses its target (no growth while it does not).
+    usage: EncoderUse,
     codecs: CodecChooser,
     profile: Profile,
     started: tokio::time::Instant,
@@ -137,6 +142,7 @@ impl AdaptiveSender {
         let receivers = ReceiverSet::new(AbrSettings {
             start_kbps: s.video_kbps,
             max_kbps: s.max_kbps,
+            audio_wire_kbps: crate::abr::audio_wire_kbps(s.audio_kbps),
             ..Default::default()
         });
         let can_h265 = s.allow_h265 && profile.encoder_for(VideoCodec::H265).is_some();
@@ -149,6 +155,7 @@ impl AdaptiveSender {
             rung,
             video_switch,
             receivers,
+            usage: EncoderUse::default(),
             started: tokio::time::Instant::now(),
             stats,
             publish_task,
@@ -164,10 +171,21 @@ impl AdaptiveSender {
         }
         self.codecs
             .on_report(self.started.elapsed(), receiver, &report.codecs);
-        let reason = match self
+        self.observe_encoder();
+        let decision = self
             .receivers
-            .on_report(self.started.elapsed(), receiver, report)
-        {
+            .on_report(self.started.elapsed(), receiver, report);
+        tracing::trace!(
+            %receiver,
+            at_ms = self.started.elapsed().as_millis() as u64,
+            received_kbps = report.received_kbps as u64,
+            queue_delay_ms = report.queue_delay_ms as u64,
+            skipped = report.groups_skipped,
+            frames = report.video_frames,
+            ?decision,
+            "receiver report"
+        );
+        let reason = match decision {
             Decision::Decrease { to_kbps, reason } => {
                 tracing::debug!(%receiver, to_kbps, %reason, "bitrate down");
                 Some(reason)
@@ -179,13 +197,30 @@ impl AdaptiveSender {
 
     pub fn on_tick(&mut self) {
         self.receivers.on_tick(self.started.elapsed());
+        self.observe_encoder();
         if let Some(codec) = self.codecs.on_tick(self.started.elapsed())
             && let Some(encoder) = self.profile.encoder_for(codec)
         {
             tracing::info!(broadcast = %self.settings.broadcast, %codec, "every classroom decodes this best: switching");
             self.capture.set_encoder(encoder);
+            self.usage.reset();
         }
         self.follow(None);
+    }
+
+    /// Note what the encoder produced against what it was given.
+    fn observe_encoder(&mut self) {
+        if self.rung.is_none() {
+            // Audio-only: no picture to measure.
+            self.usage.reset();
+        } else {
+            self.usage.record(
+                self.started.elapsed(),
+                self.stats.totals(crate::frame::TrackKind::Video).sent_bytes,
+                self.applied,
+            );
+        }
+        self.receivers.set_app_limited(self.usage.limited());
     }
 
     fn follow(&mut self, reason: Option<String>) {
@@ -199,6 +234,7 @@ impl AdaptiveSender {
             return;
         }
         self.applied = target;
+        self.observe_encoder();
         let next = ladder::rung_for(target, self.rung);
         if next != self.rung {
             match next {

@@ -195,6 +195,18 @@ impl Link {
         stats: &LessonStats,
         shutdown: &CancellationToken,
     ) -> TransportError {
+        // The receiver reports read the connection's byte counters.
+        stats.set_connection(Some(connected.conn.clone()));
+        let reason = Self::watch(connected, stats, shutdown).await;
+        stats.set_connection(None);
+        reason
+    }
+
+    async fn watch(
+        connected: &Connected,
+        stats: &LessonStats,
+        shutdown: &CancellationToken,
+    ) -> TransportError {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let path = connected.conn.stats().path;
