@@ -110,6 +110,8 @@ pub struct AbrController {
     grace_until: Option<Duration>,
     /// Reports in a row that saw the link full.
     full_reports: u32,
+    /// Reports in a row in which well under the target arrived.
+    short_reports: u32,
     /// A report with pictures has come (the join grace starts with the first).
     joined: bool,
     /// Queueing delay when we last cut, to tell a draining queue from a stuck one.
@@ -131,6 +133,7 @@ impl AbrController {
             previous_delay_ms: 0.0,
             grace_until: None,
             full_reports: 0,
+            short_reports: 0,
             joined: false,
             delay_at_cut_ms: 0.0,
             app_limited: false,
@@ -202,9 +205,35 @@ impl AbrController {
         self.previous_delay_ms = report.queue_delay_ms;
         let in_grace = self.grace_until.is_some_and(|until| now < until);
         let delayed = report.queue_delay_ms > s.high_delay_ms && !in_grace;
-        // One report over the line can be a keyframe passing; two in a row is a queue.
+        // One report over the line can be a keyframe passing; two in a row is a queue,
+        // and so is one over twice the line (a report's delay is its quickest frame's).
         self.full_reports = if delayed { self.full_reports + 1 } else { 0 };
-        if self.full_reports >= 2 || report.groups_skipped > 0 {
+        let queue =
+            self.full_reports >= 2 || (delayed && report.queue_delay_ms > 2.0 * s.high_delay_ms);
+
+        // Pictures not getting through: well under what is sent arrives, although
+        // the delay stays low. The relay's congestion window keeps the backlog in its
+        // own buffer (where audio goes first and stale groups are dropped), not in
+        // the link's queue, so a link that fell under the target shows up here first:
+        // 2 Mbit/s falling to 300k left 450k of pictures starving for 2.5 s.
+        let short = self.joined
+            && !self.app_limited
+            && !in_grace
+            && report.received_kbps < 0.5 * (self.target_kbps + s.audio_wire_kbps);
+        self.short_reports = if short { self.short_reports + 1 } else { 0 };
+        if !queue && self.short_reports >= 3 && since(self.last_decrease) >= Duration::from_secs(1)
+        {
+            self.short_reports = 0;
+            let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
+            self.ceiling = Some((video, now));
+            return self.decrease(
+                now,
+                (video * 0.9).max(self.target_kbps * 0.15),
+                format!("only {:.0} kbit/s arrives", report.received_kbps),
+            );
+        }
+
+        if queue || report.groups_skipped > 0 {
             // After a cut the queue takes a while to drain (seconds, on a bloated
             // link that just dropped): cut again only while the delay still grows, or
             // when a second later it is not draining (still over 80% of what it was).
@@ -230,9 +259,10 @@ impl AbrController {
                 let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
                 // What the full link carries of pictures: growth slows near it.
                 self.ceiling = Some((video, now));
-                // A stalled moment understates the link: never below a third in
-                // one step (a drop from 2 Mbit/s to 300k is then one cut, not three).
-                (video * (0.95 - drain)).max(self.target_kbps * 0.3)
+                // A stalled moment understates the link: never below a seventh in
+                // one step (a drop from 2 Mbit/s to 300k is then one cut, not two
+                // with seconds of starved pictures between them).
+                (video * (0.95 - drain)).max(self.target_kbps * 0.15)
             } else {
                 self.target_kbps * 0.7
             };
@@ -566,6 +596,47 @@ mod tests {
             report(&mut abr, 2000.0, 6),
             Decision::Increase { .. }
         ));
+    }
+
+    #[test]
+    fn pictures_starving_with_no_queue_to_show_cut_the_rate() {
+        // The relay's window keeps the link's queue short: after a drop to 300k the
+        // delay stays low, but only about 250 kbit/s arrives of 1.5 Mbit/s sent.
+        let mut abr = AbrController::new(AbrSettings::default());
+        let mut t = Duration::ZERO;
+        let mut report = |abr: &mut AbrController, kbps: f64, frames: u64| {
+            t += Duration::from_millis(250);
+            abr.on_report(
+                t,
+                &ReceiverReport {
+                    received_kbps: kbps,
+                    queue_delay_ms: 20.0,
+                    video_frames: frames,
+                    ..Default::default()
+                },
+            );
+            t
+        };
+        while abr.target_kbps() < 1400 {
+            let target = f64::from(abr.target_kbps());
+            report(&mut abr, target + 56.0, 6);
+        }
+        let decided = (1..=4)
+            .map(|_| (report(&mut abr, 250.0, 1), abr.target_kbps()))
+            .find(|&(_, kbps)| kbps < 1400);
+        let (_, kbps) = decided.expect("no cut within a second of starving");
+        assert!(kbps <= 250, "cut only to {kbps}");
+        // A sender whose encoder is idle (a still picture) is not starving.
+        let mut still = AbrController::new(AbrSettings::default());
+        for _ in 0..8 {
+            report(&mut still, 856.0, 6);
+        }
+        still.set_app_limited(true);
+        let before = still.target_kbps();
+        for _ in 0..8 {
+            report(&mut still, 100.0, 1);
+        }
+        assert_eq!(still.target_kbps(), before);
     }
 
     #[test]

@@ -111,7 +111,14 @@ impl BroadcastPublisher {
                     if let Some(old) = self.video_group.take() {
                         let _ = old.finish();
                     }
-                    self.video_group = Some(self.video.append_group()?);
+                    let group = self.video.append_group()?;
+                    tracing::trace!(
+                        sequence = group.sequence,
+                        pts_ms = frame.pts_us / 1000,
+                        keyframe_bytes = frame.payload.len(),
+                        "video group starts"
+                    );
+                    self.video_group = Some(group);
                 }
                 let Some(group) = self.video_group.as_mut() else {
                     self.skipped_until_keyframe += 1;

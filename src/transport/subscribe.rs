@@ -93,7 +93,17 @@ impl Forwarder<'_> {
                 biased;
                 group = track.recv_group() => match group? {
                     Some(group) => {
+                        tracing::trace!(sequence = group.sequence, current = ?current.as_ref().map(|g| g.sequence), "video group arrives");
                         self.count_gap(group.sequence);
+                        // The relay sends the newest group first, so an older one can
+                        // open after it: it must not take the newer one's place.
+                        let newest = next
+                            .as_ref()
+                            .map(|(g, _)| g.sequence)
+                            .or(current.as_ref().map(|g| g.sequence));
+                        if newest.is_some_and(|n| group.sequence <= n) {
+                            continue;
+                        }
                         if current.is_none() {
                             current = Some(group);
                         } else {
@@ -108,6 +118,7 @@ impl Forwarder<'_> {
                 keyframe = read_next(next.as_mut().map(|(group, _)| group)) => {
                     let waiting = next.take().map(|(group, _)| group);
                     // Otherwise empty, or reset by the sender as stale before its keyframe.
+                    tracing::trace!(sequence = ?waiting.as_ref().map(|g| g.sequence), ok = matches!(keyframe, Ok(Some(_))), "waiting group's keyframe");
                     if let Ok(Some(frame)) = keyframe {
                         current = waiting;
                         self.pass(frame.payload);
@@ -117,9 +128,15 @@ impl Forwarder<'_> {
                     Ok(Some(frame)) => self.pass(frame.payload),
                     // The group is complete, or was cut short (reset by the sender as
                     // stale); a waiting group takes over when its keyframe is in.
-                    Ok(None) | Err(_) => current = next.take().map(|(group, _)| group),
+                    Ok(None) | Err(_) => {
+                        tracing::trace!(sequence = ?current.as_ref().map(|g| g.sequence), error = ?frame.err(), "current group ends");
+                        current = next.take().map(|(group, _)| group)
+                    }
                 },
-                _ = sleep_until(give_up) => current = next.take().map(|(group, _)| group),
+                _ = sleep_until(give_up) => {
+                    tracing::trace!(sequence = ?current.as_ref().map(|g| g.sequence), "current group given up");
+                    current = next.take().map(|(group, _)| group)
+                }
             }
         }
     }
