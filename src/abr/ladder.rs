@@ -80,9 +80,65 @@ pub fn rung_for(kbps: u32, current: Option<&Rung>) -> Option<&'static Rung> {
     })
 }
 
+/// Picks the rung over time: down at once, up only once the rate has called for a
+/// higher rung for [`RungChooser::UP_AFTER`]. Probing overshoots the link for about
+/// a second before the delay shows it (the target reaches half again what arrives),
+/// and a rung change then costs the new size's keyframe (36 KB at 720p) on a link
+/// already full, and another when the cut comes.
+#[derive(Debug, Default)]
+pub struct RungChooser {
+    up_since: Option<std::time::Duration>,
+}
+
+impl RungChooser {
+    pub const UP_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+
+    /// The rung to show at `now` for `kbps`, from `current`. Leaving audio-only is
+    /// not delayed: there is no picture to keep.
+    pub fn choose(
+        &mut self,
+        now: std::time::Duration,
+        kbps: u32,
+        current: Option<&'static Rung>,
+    ) -> Option<&'static Rung> {
+        let wanted = rung_for(kbps, current);
+        let upward = matches!((wanted, current), (Some(w), Some(c)) if w.min_kbps > c.min_kbps);
+        if !upward {
+            self.up_since = None;
+            return wanted;
+        }
+        let since = *self.up_since.get_or_insert(now);
+        if now.saturating_sub(since) >= Self::UP_AFTER {
+            self.up_since = None;
+            wanted
+        } else {
+            current
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn up_waits_down_does_not() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let mut chooser = RungChooser::default();
+        let r480 = rung_for(1500, None);
+        // An overshoot to 720p's rate for a second, then a cut: the picture stays.
+        assert_eq!(chooser.choose(ms(0), 3000, r480), r480);
+        assert_eq!(chooser.choose(ms(1000), 3000, r480), r480);
+        assert_eq!(chooser.choose(ms(1250), 1600, r480), r480);
+        // Held for long enough: up.
+        assert_eq!(chooser.choose(ms(2000), 3000, r480), r480);
+        assert_eq!(chooser.choose(ms(3000), 3000, r480), r480);
+        assert_eq!(chooser.choose(ms(3500), 3000, r480).unwrap().name, "720p30");
+        // Down at once, and out of audio-only at once.
+        assert_eq!(chooser.choose(ms(3600), 300, r480).unwrap().name, "240p15");
+        assert_eq!(chooser.choose(ms(3700), 300, None).unwrap().name, "240p15");
+    }
 
     #[test]
     fn rates_map_to_rungs_with_hysteresis() {

@@ -275,30 +275,44 @@ impl AbrController {
         // which time 1.2x a step would have doubled the rate (a 2 Mbit/s link got a
         // 3 Mbit/s target, and 720p's keyframe with it, just before a drop).
         let cap = 1.5 * report.received_kbps;
+        // Pictures arriving well above the remembered full link: the link got better,
+        // so the memory of its old limit no longer slows growth.
+        if let Some((kbps, _)) = self.ceiling
+            && report.received_kbps - s.audio_wire_kbps > 1.5 * kbps
+        {
+            self.ceiling = None;
+        }
         if report.queue_delay_ms < s.low_delay_ms
             && report.video_frames > 0
             && !self.app_limited
             && report.groups_skipped == 0
             && since(self.last_decrease) >= s.settle
-            && since(self.last_increase) >= s.step
         {
             // Near what the link carried of pictures when it was last full
             // (remembered for 10 s) grow gently, 5% a step: growing 20% a step into
             // it filled the link again a second or two after each cut, with 300 ms
-            // of queue each time. Elsewhere grow fast, so a link that got better is
-            // found quickly.
-            let factor = match self.ceiling {
-                Some((kbps, at))
-                    if now.saturating_sub(at) < Duration::from_secs(10)
-                        && self.target_kbps > 0.8 * kbps
-                        && self.target_kbps < 1.05 * kbps =>
-                {
-                    1.05
+            // of queue each time. Just past it, 8% a step: 20% from there overshot
+            // by half before the delay showed. Elsewhere grow fast, so a link that
+            // got better is found quickly (one that got much better also shows it:
+            // what arrives then clears the memory, above).
+            // Near it, a step every other report; elsewhere at every report (they
+            // come every `step`, give or take: one a few ms early is not a reason to
+            // skip a step, which halved the growth after a rise).
+            let (factor, every) = match self.ceiling {
+                Some((kbps, at)) if now.saturating_sub(at) < Duration::from_secs(10) => {
+                    let near = self.target_kbps / kbps.max(1.0);
+                    if (0.8..1.05).contains(&near) {
+                        (1.05, s.step * 2)
+                    } else if (1.05..1.3).contains(&near) {
+                        (1.08, s.step * 2)
+                    } else {
+                        (s.increase_factor, s.step.mul_f64(0.8))
+                    }
                 }
-                _ => s.increase_factor,
+                _ => (s.increase_factor, s.step.mul_f64(0.8)),
             };
             let to = self.clamp((self.target_kbps * factor).min(cap));
-            if to > self.target_kbps {
+            if to > self.target_kbps && since(self.last_increase) >= every {
                 self.target_kbps = to;
                 self.last_increase = Some(now);
                 return Decision::Increase {

@@ -63,6 +63,8 @@ pub struct AdaptiveSender {
     capture: Capture,
     settings: SenderSettings,
     rung: Option<&'static ladder::Rung>,
+    /// Picture size changes: down at once, up after a while (see [`ladder::RungChooser`]).
+    rungs: ladder::RungChooser,
     applied: u32,
     video_switch: Arc<AtomicBool>,
     receivers: ReceiverSet,
@@ -153,6 +155,7 @@ impl AdaptiveSender {
             applied: s.video_kbps,
             settings,
             rung,
+            rungs: ladder::RungChooser::default(),
             video_switch,
             receivers,
             usage: EncoderUse::default(),
@@ -230,12 +233,12 @@ impl AdaptiveSender {
         let Some(target) = self.receivers.target_kbps() else {
             return;
         };
-        if target == self.applied {
+        let next = self.rungs.choose(self.started.elapsed(), target, self.rung);
+        if target == self.applied && next == self.rung {
             return;
         }
         self.applied = target;
         self.observe_encoder();
-        let next = ladder::rung_for(target, self.rung);
         if next != self.rung {
             match next {
                 Some(r) => {

@@ -117,7 +117,15 @@ impl RateWindow {
             return;
         };
         let latest_rtt = self.batch_rtt.take().unwrap_or(min_rtt);
-        let interval = min_rtt.clamp(Duration::from_millis(20), Duration::from_millis(250));
+        // A round trip, and at least four packets at the current rate: at 300 kbit/s
+        // a round trip of 80 ms holds two, and a sample of one ack (or of one audio
+        // packet) read as a link of 15 kbit/s.
+        let packets = self.estimate().map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(4.0 * self.mtu as f64 / r.max(1.0))
+        });
+        let interval = min_rtt
+            .max(packets)
+            .clamp(Duration::from_millis(20), Duration::from_millis(500));
         let elapsed = now.saturating_duration_since(start);
         if elapsed < interval {
             return;
@@ -125,9 +133,12 @@ impl RateWindow {
         let rate = self.interval_bytes as f64 / elapsed.as_secs_f64();
         let queue_building = latest_rtt > min_rtt + self.config.queue_target;
         if queue_building {
-            // The bottleneck is full: what it delivers now is its rate.
+            // The bottleneck is full: what it delivers now is its rate; but never
+            // below half the estimate in one sample (a drop to a seventh takes three,
+            // a few hundred ms), as one sample can still be short of the link's rate.
+            let floor = self.estimate().map_or(0.0, |e| e / 2.0);
             self.samples.clear();
-            self.samples.push_back((now, rate));
+            self.samples.push_back((now, rate.max(floor)));
         } else if !(self.interval_app_limited && self.estimate().is_some_and(|e| rate < e)) {
             // A sample from an idle sender says nothing about the path unless it is higher.
             self.samples.push_back((now, rate));
