@@ -143,7 +143,8 @@ pub struct TeacherConfig {
     /// delays speech for the first seconds.
     pub video_kbps: u32,
     pub audio_kbps: u32,
-    /// Keyframe (group) interval in frames.
+    /// Keyframe (group) interval in frames at `framerate`; kept in time (1 s by
+    /// default) on every rung of the ladder.
     pub keyframe_interval: u32,
     /// Use test sources (moving picture, tone) instead of a camera and microphone.
     pub test_sources: bool,

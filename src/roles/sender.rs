@@ -120,7 +120,11 @@ impl AdaptiveSender {
                 framerate,
                 video_kbps: s.video_kbps,
                 audio_kbps: s.audio_kbps,
-                keyframe_interval: s.keyframe_interval,
+                // The interval is counted at the configured frame rate; the first
+                // rung's may differ (360p20 from 30 fps: 30 frames were 1.5 s).
+                keyframe_interval: (u64::from(s.keyframe_interval) * u64::from(framerate)
+                    / u64::from(s.framerate.max(1)))
+                .max(1) as u32,
                 test_sources: s.test_sources,
                 slate: s.slate.clone(),
                 echo_cancel: s.echo_cancel,

@@ -286,6 +286,24 @@ mod tests {
     }
 
     #[test]
+    fn a_fall_in_bandwidth_costs_one_stall() {
+        // A 2 Mbit/s link falls to 300k: what was in flight drains slowly and the
+        // wait grows by ~17 ms a packet for half a second, in steps of four packets.
+        // Taking each rise as it comes keeps every pause under 100 ms (taking it
+        // twice, to get ahead of the next, made each pause a gap).
+        let mut delays: Vec<Option<u64>> = vec![Some(40); 50];
+        delays.extend((0..28).map(|i| Some(40 + (i / 4 * 4) * 17)));
+        delays.extend((0..30).map(|i| Some(500u64.saturating_sub(i * 15).max(40))));
+        delays.extend(vec![Some(40); 200]);
+        let (released, _) = run(&delays);
+        let stalls = released
+            .windows(2)
+            .filter(|w| w[1].1 - w[0].1 > 100)
+            .count();
+        assert!(stalls <= 1, "{stalls} stalls over 100 ms");
+    }
+
+    #[test]
     fn a_lost_packet_is_given_up_at_its_turn() {
         let mut delays = vec![Some(40); 20];
         delays[10] = None;
