@@ -81,10 +81,12 @@ pub fn rung_for(kbps: u32, current: Option<&Rung>) -> Option<&'static Rung> {
 }
 
 /// Picks the rung over time: down at once, up only once the rate has called for a
-/// higher rung for [`RungChooser::UP_AFTER`]. Probing overshoots the link for about
-/// a second before the delay shows it (the target reaches half again what arrives),
-/// and a rung change then costs the new size's keyframe (36 KB at 720p) on a link
-/// already full, and another when the cut comes.
+/// higher rung for [`RungChooser::UP_AFTER`] and the pictures that arrive already
+/// reach that rung's minimum. Probing overshoots the link for about a second before
+/// the delay shows it (the target reaches half again what arrives), and a rung change
+/// then costs the new size's keyframe (36 KB at 720p) on a link already full, and
+/// another when the cut comes: a 2 Mbit/s link went to 720p (2.5 Mbit/s and up) every
+/// ten seconds.
 #[derive(Debug, Default)]
 pub struct RungChooser {
     up_since: Option<std::time::Duration>,
@@ -93,12 +95,16 @@ pub struct RungChooser {
 impl RungChooser {
     pub const UP_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
 
-    /// The rung to show at `now` for `kbps`, from `current`. Leaving audio-only is
-    /// not delayed: there is no picture to keep.
+    /// The rung to show at `now` for `kbps`, from `current`, with `arriving` kbit/s
+    /// of pictures getting through. `None`: the encoder cannot fill its target (the
+    /// picture is too small for the rate) and all it makes gets through, so the link
+    /// is not what limits and the picture grows at once. Leaving audio-only is not
+    /// delayed either: there is no picture to keep.
     pub fn choose(
         &mut self,
         now: std::time::Duration,
         kbps: u32,
+        arriving: Option<u32>,
         current: Option<&'static Rung>,
     ) -> Option<&'static Rung> {
         let wanted = rung_for(kbps, current);
@@ -108,7 +114,14 @@ impl RungChooser {
             return wanted;
         }
         let since = *self.up_since.get_or_insert(now);
-        if now.saturating_sub(since) >= Self::UP_AFTER {
+        let ready = match arriving {
+            None => true,
+            Some(a) => {
+                now.saturating_sub(since) >= Self::UP_AFTER
+                    && wanted.is_some_and(|w| a >= w.min_kbps)
+            }
+        };
+        if ready {
             self.up_since = None;
             wanted
         } else {
@@ -128,16 +141,35 @@ mod tests {
         let mut chooser = RungChooser::default();
         let r480 = rung_for(1500, None);
         // An overshoot to 720p's rate for a second, then a cut: the picture stays.
-        assert_eq!(chooser.choose(ms(0), 3000, r480), r480);
-        assert_eq!(chooser.choose(ms(1000), 3000, r480), r480);
-        assert_eq!(chooser.choose(ms(1250), 1600, r480), r480);
-        // Held for long enough: up.
-        assert_eq!(chooser.choose(ms(2000), 3000, r480), r480);
-        assert_eq!(chooser.choose(ms(3000), 3000, r480), r480);
-        assert_eq!(chooser.choose(ms(3500), 3000, r480).unwrap().name, "720p30");
+        assert_eq!(chooser.choose(ms(0), 3000, Some(2600), r480), r480);
+        assert_eq!(chooser.choose(ms(1000), 3000, Some(2600), r480), r480);
+        assert_eq!(chooser.choose(ms(1250), 1600, Some(1600), r480), r480);
+        // Held long enough, but only 1900 kbit/s of pictures arrive: 720p would not fit.
+        assert_eq!(chooser.choose(ms(2000), 3000, Some(1900), r480), r480);
+        assert_eq!(chooser.choose(ms(3500), 3000, Some(1900), r480), r480);
+        // Held long enough with the pictures to show for it: up.
+        assert_eq!(
+            chooser
+                .choose(ms(3600), 3000, Some(2600), r480)
+                .unwrap()
+                .name,
+            "720p30"
+        );
+        // A picture too small to fill its rate, all of it arriving: up at once.
+        let r240 = rung_for(200, None);
+        assert_eq!(
+            chooser.choose(ms(3650), 1000, None, r240).unwrap().name,
+            "480p25"
+        );
         // Down at once, and out of audio-only at once.
-        assert_eq!(chooser.choose(ms(3600), 300, r480).unwrap().name, "240p15");
-        assert_eq!(chooser.choose(ms(3700), 300, None).unwrap().name, "240p15");
+        assert_eq!(
+            chooser.choose(ms(3700), 300, Some(100), r480).unwrap().name,
+            "240p15"
+        );
+        assert_eq!(
+            chooser.choose(ms(3800), 300, Some(0), None).unwrap().name,
+            "240p15"
+        );
     }
 
     #[test]

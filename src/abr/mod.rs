@@ -114,6 +114,8 @@ pub struct AbrController {
     short_reports: u32,
     /// A report with pictures has come (the join grace starts with the first).
     joined: bool,
+    /// What the pictures got in the latest report (what arrived less the sound).
+    arriving_kbps: f64,
     /// Queueing delay when we last cut, to tell a draining queue from a stuck one.
     delay_at_cut_ms: f64,
     /// The encoder uses well under the target (see [`usage`]): no evidence to grow on.
@@ -135,6 +137,7 @@ impl AbrController {
             full_reports: 0,
             short_reports: 0,
             joined: false,
+            arriving_kbps: 0.0,
             delay_at_cut_ms: 0.0,
             app_limited: false,
         }
@@ -142,6 +145,11 @@ impl AbrController {
 
     pub fn target_kbps(&self) -> u32 {
         self.target_kbps.round() as u32
+    }
+
+    /// What the pictures got in the latest report, kbit/s.
+    pub fn arriving_kbps(&self) -> u32 {
+        self.arriving_kbps.round() as u32
     }
 
     fn clamp(&self, kbps: f64) -> f64 {
@@ -185,6 +193,7 @@ impl AbrController {
             self.expect_burst(now, Duration::from_secs(1));
         }
         self.last_report = Some(now);
+        self.arriving_kbps = (report.received_kbps - self.settings.audio_wire_kbps).max(0.0);
         if std::mem::take(&mut self.silent) {
             // Back from an outage: whatever queued up is stale; restart from what the
             // link is delivering now rather than from the pre-outage rate. The first
@@ -406,6 +415,11 @@ impl ReceiverSet {
     /// (silent boxes hold their last value, so an outage does not ramp others up).
     pub fn target_kbps(&self) -> Option<u32> {
         self.boxes.values().map(|(c, _)| c.target_kbps()).min()
+    }
+
+    /// What the pictures got lately at the box that got least, kbit/s.
+    pub fn arriving_kbps(&self) -> Option<u32> {
+        self.boxes.values().map(|(c, _)| c.arriving_kbps()).min()
     }
 }
 
