@@ -588,21 +588,32 @@ mod tests {
         );
     }
 
+    /// One report a quarter second after the last, with `delay_ms` of queue.
+    fn clear_report(
+        abr: &mut AbrController,
+        clock: &mut Duration,
+        kbps: f64,
+        delay_ms: f64,
+        frames: u64,
+    ) -> Decision {
+        *clock += Duration::from_millis(250);
+        abr.on_report(
+            *clock,
+            &ReceiverReport {
+                received_kbps: kbps,
+                queue_delay_ms: delay_ms,
+                video_frames: frames,
+                ..Default::default()
+            },
+        )
+    }
+
     #[test]
     fn growth_needs_pictures_and_stays_within_half_again_what_arrives() {
         let mut abr = AbrController::new(AbrSettings::default());
-        let mut t = Duration::ZERO;
+        let mut clock = Duration::ZERO;
         let mut report = |abr: &mut AbrController, kbps: f64, frames: u64| {
-            t += Duration::from_millis(250);
-            abr.on_report(
-                t,
-                &ReceiverReport {
-                    received_kbps: kbps,
-                    queue_delay_ms: 10.0,
-                    video_frames: frames,
-                    ..Default::default()
-                },
-            )
+            clear_report(abr, &mut clock, kbps, 10.0, frames)
         };
         // Nothing has arrived yet: a clear report without pictures is no evidence.
         for _ in 0..8 {
@@ -631,19 +642,10 @@ mod tests {
         // The relay's window keeps the link's queue short: after a drop to 300k the
         // delay stays low, but only about 250 kbit/s arrives of 1.5 Mbit/s sent.
         let mut abr = AbrController::new(AbrSettings::default());
-        let mut t = Duration::ZERO;
+        let mut clock = Duration::ZERO;
         let mut report = |abr: &mut AbrController, kbps: f64, frames: u64| {
-            t += Duration::from_millis(250);
-            abr.on_report(
-                t,
-                &ReceiverReport {
-                    received_kbps: kbps,
-                    queue_delay_ms: 20.0,
-                    video_frames: frames,
-                    ..Default::default()
-                },
-            );
-            t
+            clear_report(abr, &mut clock, kbps, 20.0, frames);
+            clock
         };
         while abr.target_kbps() < 1400 {
             let target = f64::from(abr.target_kbps());
