@@ -33,7 +33,10 @@ impl Lesson {
             teacher,
             _dir: dir,
         };
-        assert!(lesson.frames_keep_flowing().await, "lesson did not start");
+        // Four lessons start at once here (debug build, two cores on CI): allow
+        // them time to start; what is tested is that they keep flowing.
+        let started = wait_until(Duration::from_secs(30), || lesson.decoded() >= 30).await;
+        assert!(started, "lesson did not start");
         lesson
     }
 

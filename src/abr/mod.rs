@@ -157,6 +157,14 @@ impl AbrController {
     }
 
     fn decrease(&mut self, now: Duration, to: f64, reason: String) -> Decision {
+        // Audio-only is a second step, from the lowest rung: one cut (from a stalled
+        // moment, or a box whose CPU is behind) never takes the picture away.
+        let lowest = f64::from(ladder::LADDER.last().expect("non-empty").min_kbps);
+        let to = if self.target_kbps > lowest {
+            to.max(lowest)
+        } else {
+            to
+        };
         let to = self.clamp(to.min(self.target_kbps));
         self.last_decrease = Some(now);
         if to >= self.target_kbps {
@@ -701,6 +709,36 @@ mod tests {
         assert!(set.target_kbps().unwrap() < 600, "{:?}", set.target_kbps());
         set.on_tick(Duration::from_secs(40));
         assert_eq!(set.target_kbps(), None);
+    }
+
+    #[test]
+    fn audio_only_takes_a_second_cut() {
+        let mut abr = AbrController::new(AbrSettings::default());
+        let mut clock = Duration::ZERO;
+        for _ in 0..8 {
+            clear_report(&mut abr, &mut clock, 456.0, 10.0, 5);
+        }
+        let lowest = ladder::LADDER.last().unwrap().min_kbps;
+        // Groups skipped while almost nothing arrives, cut after cut.
+        let mut targets = vec![abr.target_kbps()];
+        for _ in 0..6 {
+            clock += Duration::from_secs(4);
+            abr.on_report(
+                clock,
+                &ReceiverReport {
+                    received_kbps: 60.0,
+                    queue_delay_ms: 900.0,
+                    groups_skipped: 2,
+                    video_frames: 1,
+                    ..Default::default()
+                },
+            );
+            targets.push(abr.target_kbps());
+        }
+        // Down to the lowest rung's rate, and from there (only) to audio-only.
+        let first_audio_only = targets.iter().position(|&t| t < lowest).unwrap();
+        assert_eq!(targets[first_audio_only - 1], lowest, "{targets:?}");
+        assert!(first_audio_only >= 2, "{targets:?}");
     }
 
     #[test]
