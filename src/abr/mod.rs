@@ -201,7 +201,9 @@ impl AbrController {
             self.expect_burst(now, Duration::from_secs(1));
         }
         self.last_report = Some(now);
-        self.arriving_kbps = (report.received_kbps - self.settings.audio_wire_kbps).max(0.0);
+        // What arrived is sound as well as pictures.
+        let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
+        self.arriving_kbps = video;
         if std::mem::take(&mut self.silent) {
             // Back from an outage: whatever queued up is stale; restart from what the
             // link is delivering now rather than from the pre-outage rate. The first
@@ -241,7 +243,6 @@ impl AbrController {
         if !queue && self.short_reports >= 3 && since(self.last_decrease) >= Duration::from_secs(1)
         {
             self.short_reports = 0;
-            let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
             self.ceiling = Some((video, now));
             return self.decrease(
                 now,
@@ -272,8 +273,6 @@ impl AbrController {
             // second; never below half of it in one step.
             let to = if report.received_kbps > 0.0 {
                 let drain = (report.queue_delay_ms / 2000.0).min(0.25);
-                // What arrived is sound as well as pictures.
-                let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
                 // What the full link carries of pictures: growth slows near it.
                 self.ceiling = Some((video, now));
                 // A stalled moment understates the link: never below a seventh in
@@ -295,7 +294,7 @@ impl AbrController {
         // Pictures arriving well above the remembered full link: the link got better,
         // so the memory of its old limit no longer slows growth.
         if let Some((kbps, _)) = self.ceiling
-            && report.received_kbps - s.audio_wire_kbps > 1.5 * kbps
+            && video > 1.5 * kbps
         {
             self.ceiling = None;
         }
@@ -311,8 +310,8 @@ impl AbrController {
             // of queue each time. Just past it, 8% a step: 20% from there overshot
             // by half before the delay showed. Elsewhere grow fast, so a link that
             // got better is found quickly (one that got much better also shows it:
-            // what arrives then clears the memory, above).
-            // Near it, a step every other report; elsewhere at every report (they
+            // what arrives then clears the memory, above). Near it, a step every
+            // other report; elsewhere at every report (they
             // come every `step`, give or take: one a few ms early is not a reason to
             // skip a step, which halved the growth after a rise).
             let (factor, every) = match self.ceiling {
@@ -432,319 +431,4 @@ impl ReceiverSet {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fluid model of a bottleneck with a queue: what a receiver would report.
-    struct SimLink {
-        capacity_kbps: f64,
-        queue_kbit: f64,
-        loss: f64,
-    }
-
-    impl SimLink {
-        /// Advance `dt` with the sender at `send_kbps` (video + 32k audio).
-        fn step(&mut self, send_kbps: f64, dt: f64) -> ReceiverReport {
-            let offered = send_kbps + 32.0;
-            let delivered = if self.capacity_kbps <= 0.0 {
-                0.0
-            } else {
-                (offered + self.queue_kbit / dt).min(self.capacity_kbps)
-            };
-            // Groups older than the latency budget are skipped by moq-net, so the queue
-            // never holds much more than half a second of data.
-            let cap = self.capacity_kbps.max(300.0) * 0.5;
-            self.queue_kbit = (self.queue_kbit + (offered - delivered) * dt).clamp(0.0, cap);
-            let queue_delay_ms = if self.capacity_kbps > 0.0 {
-                self.queue_kbit / self.capacity_kbps * 1000.0
-            } else {
-                f64::INFINITY
-            };
-            ReceiverReport {
-                received_kbps: delivered * (1.0 - self.loss),
-                queue_delay_ms,
-                groups_skipped: u64::from(queue_delay_ms > 400.0),
-                video_frames: 5,
-                codecs: Vec::new(),
-            }
-        }
-    }
-
-    /// Run the controller against `capacity(t)` for `secs`; returns target over time.
-    fn simulate(capacity: impl Fn(f64) -> f64, loss: f64, secs: f64) -> Vec<(f64, f64, f64)> {
-        let mut abr = AbrController::new(AbrSettings::default());
-        let mut link = SimLink {
-            capacity_kbps: capacity(0.0),
-            queue_kbit: 0.0,
-            loss,
-        };
-        let dt = 0.25;
-        let mut out = Vec::new();
-        let mut t = 0.0;
-        while t < secs {
-            link.capacity_kbps = capacity(t);
-            let now = Duration::from_secs_f64(t);
-            let report = link.step(abr.target_kbps() as f64, dt);
-            if link.capacity_kbps > 0.0 {
-                abr.on_report(now, &report);
-            } else {
-                abr.on_tick(now);
-            }
-            out.push((t, abr.target_kbps() as f64, report.queue_delay_ms));
-            t += dt;
-        }
-        out
-    }
-
-    fn at(series: &[(f64, f64, f64)], t: f64) -> (f64, f64) {
-        let p = series.iter().find(|p| p.0 >= t).unwrap();
-        (p.1, p.2)
-    }
-
-    #[test]
-    fn converges_below_a_constant_link() {
-        let s = simulate(|_| 500.0, 0.0, 30.0);
-        let late: Vec<_> = s.iter().filter(|p| p.0 >= 15.0).collect();
-        let mean = late.iter().map(|p| p.1).sum::<f64>() / late.len() as f64;
-        assert!((300.0..=500.0).contains(&mean), "mean target {mean}");
-        let worst = late.iter().map(|p| p.2).fold(0.0, f64::max);
-        assert!(worst <= 500.0, "queue delay reached {worst} ms");
-    }
-
-    #[test]
-    fn start_up_above_the_link_does_not_grow_through_the_grace() {
-        // Start at 800 on a 500 kbit/s link: the join grace hides the queue, so it
-        // must not be read as room; the first cut comes as the grace ends.
-        let s = simulate(|_| 500.0, 0.0, 4.0);
-        let peak = s.iter().map(|p| p.1).fold(0.0, f64::max);
-        assert_eq!(peak, 800.0, "grew to {peak} kbit/s during the grace");
-        let (after, _) = at(&s, 2.0);
-        assert!(after < 500.0, "still at {after} kbit/s 2 s in");
-    }
-
-    #[test]
-    fn steps_down_fast_and_back_up_within_seconds() {
-        let cap = |t: f64| {
-            if (20.0..40.0).contains(&t) {
-                300.0
-            } else {
-                2000.0
-            }
-        };
-        let s = simulate(cap, 0.0, 60.0);
-        let (before, _) = at(&s, 19.5);
-        assert!(before > 1200.0, "before the drop: {before}");
-        // Within 3 s of the drop the target fits the new link and the queue drains.
-        let (after, _) = at(&s, 23.0);
-        assert!(after <= 300.0, "3 s after the drop: {after}");
-        let (_, delay) = at(&s, 25.0);
-        assert!(delay < 200.0, "queue not drained: {delay} ms");
-        // Within 5 s of the recovery the target is back near the link.
-        let (up, _) = at(&s, 45.0);
-        assert!(up >= 0.8 * 2000.0 - 32.0, "5 s after recovery: {up}");
-    }
-
-    #[test]
-    fn outage_holds_then_restarts_from_what_arrives() {
-        let cap = |t: f64| {
-            if (20.0..25.0).contains(&t) {
-                0.0
-            } else {
-                1000.0
-            }
-        };
-        let s = simulate(cap, 0.0, 40.0);
-        let (during, _) = at(&s, 24.0);
-        let (before, _) = at(&s, 20.0);
-        assert_eq!(during, before, "no change while nothing is heard");
-        let (resumed, delay) = at(&s, 30.0);
-        assert!(
-            resumed > 400.0 && delay < 300.0,
-            "after outage: {resumed} kbps, {delay} ms"
-        );
-    }
-
-    #[test]
-    fn the_first_report_after_an_outage_does_not_mean_audio_only() {
-        // The box measures arrival over the last second, which is mostly outage.
-        let mut abr = AbrController::new(AbrSettings::default());
-        let clear = |kbps| ReceiverReport {
-            received_kbps: kbps,
-            queue_delay_ms: 20.0,
-            video_frames: 5,
-            ..Default::default()
-        };
-        let mut t = Duration::ZERO;
-        for _ in 0..40 {
-            abr.on_report(t, &clear(abr.target_kbps() as f64));
-            t += Duration::from_millis(250);
-        }
-        let before = abr.target_kbps();
-        assert!(before > 800, "grew to {before}");
-        abr.on_tick(t + Duration::from_secs(2));
-        assert!(abr.is_silent());
-        abr.on_report(t + Duration::from_secs(5), &clear(6.0));
-        let after = abr.target_kbps();
-        assert_eq!(
-            after,
-            AbrSettings::default().start_kbps,
-            "restarted at {after}"
-        );
-        assert!(
-            ladder::rung_for(after, None).is_some(),
-            "audio-only after an outage"
-        );
-    }
-
-    /// One report a quarter second after the last, with `delay_ms` of queue.
-    fn clear_report(
-        abr: &mut AbrController,
-        clock: &mut Duration,
-        kbps: f64,
-        delay_ms: f64,
-        frames: u64,
-    ) -> Decision {
-        *clock += Duration::from_millis(250);
-        abr.on_report(
-            *clock,
-            &ReceiverReport {
-                received_kbps: kbps,
-                queue_delay_ms: delay_ms,
-                video_frames: frames,
-                ..Default::default()
-            },
-        )
-    }
-
-    #[test]
-    fn growth_needs_pictures_and_stays_within_half_again_what_arrives() {
-        let mut abr = AbrController::new(AbrSettings::default());
-        let mut clock = Duration::ZERO;
-        let mut report = |abr: &mut AbrController, kbps: f64, frames: u64| {
-            clear_report(abr, &mut clock, kbps, 10.0, frames)
-        };
-        // Nothing has arrived yet: a clear report without pictures is no evidence.
-        for _ in 0..8 {
-            assert_eq!(report(&mut abr, 0.0, 0), Decision::Hold);
-        }
-        // An encoder stuck at 1 Mbit/s (a still picture) while the delay stays low:
-        // the target settles at 1.5 Mbit/s, not at the ladder's top.
-        for _ in 0..80 {
-            report(&mut abr, 1000.0, 6);
-        }
-        assert_eq!(abr.target_kbps(), 1500);
-        // The encoder says it is limited by its picture: no growth at all.
-        abr.set_app_limited(true);
-        for _ in 0..8 {
-            assert_eq!(report(&mut abr, 2000.0, 6), Decision::Hold);
-        }
-        abr.set_app_limited(false);
-        assert!(matches!(
-            report(&mut abr, 2000.0, 6),
-            Decision::Increase { .. }
-        ));
-    }
-
-    #[test]
-    fn pictures_starving_with_no_queue_to_show_cut_the_rate() {
-        // The relay's window keeps the link's queue short: after a drop to 300k the
-        // delay stays low, but only about 250 kbit/s arrives of 1.5 Mbit/s sent.
-        let mut abr = AbrController::new(AbrSettings::default());
-        let mut clock = Duration::ZERO;
-        let mut report = |abr: &mut AbrController, kbps: f64, frames: u64| {
-            clear_report(abr, &mut clock, kbps, 20.0, frames);
-            clock
-        };
-        while abr.target_kbps() < 1400 {
-            let target = f64::from(abr.target_kbps());
-            report(&mut abr, target + 56.0, 6);
-        }
-        let decided = (1..=4)
-            .map(|_| (report(&mut abr, 250.0, 1), abr.target_kbps()))
-            .find(|&(_, kbps)| kbps < 1400);
-        let (_, kbps) = decided.expect("no cut within a second of starving");
-        assert!(kbps <= 250, "cut only to {kbps}");
-        // A sender whose encoder is idle (a still picture) is not starving.
-        let mut still = AbrController::new(AbrSettings::default());
-        for _ in 0..8 {
-            report(&mut still, 856.0, 6);
-        }
-        still.set_app_limited(true);
-        let before = still.target_kbps();
-        for _ in 0..8 {
-            report(&mut still, 100.0, 1);
-        }
-        assert_eq!(still.target_kbps(), before);
-    }
-
-    #[test]
-    fn random_loss_without_congestion_does_not_collapse_the_rate() {
-        let s = simulate(|_| 2000.0, 0.03, 30.0);
-        let (target, _) = at(&s, 29.0);
-        assert!(
-            target > 1200.0,
-            "3% loss on a 2 Mbit/s link collapsed the rate to {target}"
-        );
-    }
-
-    #[test]
-    fn the_slowest_box_sets_the_rate_until_it_goes_away() {
-        let mut set = ReceiverSet::new(AbrSettings::default());
-        let fine = ReceiverReport {
-            received_kbps: 800.0,
-            ..Default::default()
-        };
-        let congested = ReceiverReport {
-            received_kbps: 300.0,
-            queue_delay_ms: 300.0,
-            ..Default::default()
-        };
-        // After the start-up grace, two congested reports in a row cut box b's rate.
-        for ms in [0, 3000, 3250] {
-            let now = Duration::from_millis(ms);
-            set.on_report(now, "a", &fine);
-            set.on_report(now, "b", &congested);
-        }
-        // One cut at most halves the rate; box a alone would have grown past 800.
-        assert!(set.target_kbps().unwrap() < 600, "{:?}", set.target_kbps());
-        set.on_tick(Duration::from_secs(40));
-        assert_eq!(set.target_kbps(), None);
-    }
-
-    #[test]
-    fn audio_only_takes_a_second_cut() {
-        let mut abr = AbrController::new(AbrSettings::default());
-        let mut clock = Duration::ZERO;
-        for _ in 0..8 {
-            clear_report(&mut abr, &mut clock, 456.0, 10.0, 5);
-        }
-        let lowest = ladder::LADDER.last().unwrap().min_kbps;
-        // Groups skipped while almost nothing arrives, cut after cut.
-        let mut targets = vec![abr.target_kbps()];
-        for _ in 0..6 {
-            clock += Duration::from_secs(4);
-            abr.on_report(
-                clock,
-                &ReceiverReport {
-                    received_kbps: 60.0,
-                    queue_delay_ms: 900.0,
-                    groups_skipped: 2,
-                    video_frames: 1,
-                    ..Default::default()
-                },
-            );
-            targets.push(abr.target_kbps());
-        }
-        // Down to the lowest rung's rate, and from there (only) to audio-only.
-        let first_audio_only = targets.iter().position(|&t| t < lowest).unwrap();
-        assert_eq!(targets[first_audio_only - 1], lowest, "{targets:?}");
-        assert!(first_audio_only >= 2, "{targets:?}");
-    }
-
-    #[test]
-    fn never_below_the_floor() {
-        let s = simulate(|_| 50.0, 0.0, 30.0);
-        let (target, _) = at(&s, 29.0);
-        assert!(target >= AbrSettings::default().min_kbps as f64);
-    }
-}
+mod tests;

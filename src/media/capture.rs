@@ -142,6 +142,8 @@ impl Capture {
             settings.keyframe_interval,
         )?;
         let caps_filter: gst::Element = pipeline::element(&pipeline, "video_caps")?;
+        let keyframe_seconds =
+            f64::from(settings.keyframe_interval) / f64::from(settings.framerate.max(1));
         for (name, kind) in [
             ("video_out", TrackKind::Video),
             ("audio_out", TrackKind::Audio),
@@ -149,11 +151,7 @@ impl Capture {
             let sink: gst_app::AppSink = pipeline::element(&pipeline, name)?;
             // Video: a keyframe every `keyframe_seconds` of pictures, whatever the frame
             // rate (see [`KeyframeClock`]).
-            let clock = (kind == TrackKind::Video).then(|| {
-                KeyframeClock::new(
-                    f64::from(settings.keyframe_interval) / f64::from(settings.framerate.max(1)),
-                )
-            });
+            let clock = (kind == TrackKind::Video).then(|| KeyframeClock::new(keyframe_seconds));
             sink.set_callbacks(frame_callbacks(kind, out.clone(), clock));
         }
         let bus = super::watch_bus(&pipeline, "teacher-capture", errors);
@@ -163,8 +161,7 @@ impl Capture {
             video_out,
             video: Arc::new(Mutex::new(video)),
             caps_filter,
-            keyframe_seconds: f64::from(settings.keyframe_interval)
-                / f64::from(settings.framerate.max(1)),
+            keyframe_seconds,
             _bus: bus,
         })
     }

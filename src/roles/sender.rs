@@ -241,14 +241,10 @@ impl AdaptiveSender {
         // encoder that cannot fill its target (a small, simple picture) never makes
         // that rate: all it makes getting through is evidence enough.
         // (`None` to the chooser: see [`ladder::RungChooser::choose`].)
-        let arriving = self
-            .receivers
-            .arriving_kbps()
-            .map(|a| a.max(1))
-            .filter(|&a| {
-                let made = self.usage.share().map(|s| s * f64::from(self.applied));
-                !(self.usage.limited() && made.is_some_and(|m| f64::from(a) >= 0.9 * m))
-            });
+        let arriving = self.receivers.arriving_kbps().filter(|&a| {
+            let made = self.usage.share().map(|s| s * f64::from(self.applied));
+            !(self.usage.limited() && made.is_some_and(|m| f64::from(a) >= 0.9 * m))
+        });
         let next = self
             .rungs
             .choose(self.started.elapsed(), target, arriving, self.rung);
