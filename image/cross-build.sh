@@ -57,6 +57,7 @@ if [ "$run_tests" = 1 ]; then
   packages+=(
     gstreamer1.0-plugins-base:arm64 gstreamer1.0-plugins-good:arm64
     gstreamer1.0-plugins-bad:arm64 gstreamer1.0-plugins-ugly:arm64 gstreamer1.0-libav:arm64
+    gstreamer1.0-x:arm64
   )
 fi
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then

@@ -78,12 +78,18 @@ impl Capture {
                     .clone()
                     .unwrap_or_else(|| "autoaudiosrc".into())
             };
-            (
+            // Without the text plugin (Debian's gstreamer1.0-x) the teacher still gets a
+            // picture rather than no feed at all: a plain test card says "no camera" well
+            // enough.
+            let video = if gst::ElementFactory::find("textoverlay").is_some() {
                 format!(
                     "videotestsrc is-live=true pattern=black ! textoverlay text=\"{text}\" valignment=center halignment=center font-desc=\"Sans 28\""
-                ),
-                audio,
-            )
+                )
+            } else {
+                tracing::warn!("no textoverlay element (install gstreamer1.0-x): the slate has no text");
+                "videotestsrc is-live=true pattern=bar".to_string()
+            };
+            (video, audio)
         } else if settings.test_sources {
             (
                 "videotestsrc is-live=true pattern=smpte horizontal-speed=2".to_string(),
