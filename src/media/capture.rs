@@ -138,6 +138,8 @@ impl Capture {
             "teacher",
             &vars,
         )?;
+        // Sound goes out before the camera and encoder give their first picture.
+        pipeline::sinks_play_independently(&pipeline);
         let encoder: gst::Element = pipeline::element(&pipeline, "video_encoder")?;
         let video_out: gst_app::AppSink = pipeline::element(&pipeline, "video_out")?;
         let video = VideoEncoder::find(

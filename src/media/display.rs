@@ -128,6 +128,7 @@ impl Display {
             "classroom",
             &vars,
         )?;
+        pipeline::sinks_play_independently(&pipeline);
         let video_in: gst_app::AppSrc = pipeline::element(&pipeline, "video_in")?;
         let audio_in: gst_app::AppSrc = pipeline::element(&pipeline, "audio_in")?;
         let epoch_us = Arc::new(AtomicU64::new(0));

@@ -152,6 +152,29 @@ pub fn build(
         .map_err(|_| err("description is not a pipeline".into()))
 }
 
+/// Let each sink of `pipeline` play as soon as its own track has data.
+///
+/// By default a sink prerolls: it holds its first buffer until every other sink has
+/// one too. In the classroom that made the first words wait for the first picture
+/// (0.6 s of sound then came as one burst), and a lesson that starts without pictures
+/// (audio-only on a bad link) would never be heard. Covers sinks that auto-detecting
+/// bins (`autoaudiosink`) create later, when the pipeline starts.
+pub fn sinks_play_independently(pipeline: &gst::Pipeline) {
+    fn no_preroll(element: &gst::Element) {
+        if element.element_flags().contains(gst::ElementFlags::SINK)
+            && element
+                .find_property("async")
+                .is_some_and(|p| p.value_type() == bool::static_type())
+        {
+            element.set_property("async", false);
+        }
+    }
+    pipeline.connect_deep_element_added(|_, _, element| no_preroll(element));
+    for element in pipeline.iterate_recurse().into_iter().flatten() {
+        no_preroll(&element);
+    }
+}
+
 /// Fetch a named element and cast it to the type the code binds to.
 pub fn element<T: IsA<gst::Element>>(
     pipeline: &gst::Pipeline,
@@ -175,6 +198,36 @@ mod tests {
             "x ! fakesink"
         );
         assert!(render("${A} ! ${B}", &vars).unwrap_err().contains("${B}"));
+    }
+
+    /// One track's sink plays while the other track has sent nothing yet.
+    #[test]
+    fn a_sink_does_not_wait_for_the_other_track() {
+        crate::media::init().unwrap();
+        let pipeline = gst::parse::launch(
+            "appsrc name=a is-live=true format=time caps=text/x-raw,format=utf8 \
+               ! fakesink name=a_sink sync=false signal-handoffs=true \
+             appsrc name=b is-live=true format=time caps=text/x-raw,format=utf8 \
+               ! fakesink sync=false",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        sinks_play_independently(&pipeline);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink: gst::Element = element(&pipeline, "a_sink").unwrap();
+        sink.connect("handoff", false, move |_| {
+            let _ = tx.send(());
+            None
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let a: gstreamer_app::AppSrc = element(&pipeline, "a").unwrap();
+        let mut buffer = gst::Buffer::from_slice(b"hello".to_vec());
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        a.push_buffer(buffer).unwrap();
+        let played = rx.recv_timeout(std::time::Duration::from_secs(5));
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(played.is_ok(), "the sink waited for the other track");
     }
 
     #[test]
