@@ -63,6 +63,11 @@ pub fn max_kbps() -> u32 {
     LADDER[0].max_kbps
 }
 
+/// The lowest rung's minimum: below it the lesson is audio-only.
+pub fn min_kbps() -> u32 {
+    LADDER[LADDER.len() - 1].min_kbps
+}
+
 /// The rung for `kbps`, or `None` for audio-only. `current` adds hysteresis both
 /// ways: moving up needs 15% headroom above the next rung's minimum, and the current
 /// rung is kept down to 85% of its own, so the picture size does not flap when the

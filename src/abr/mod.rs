@@ -159,7 +159,7 @@ impl AbrController {
     fn decrease(&mut self, now: Duration, to: f64, reason: String) -> Decision {
         // Audio-only is a second step, from the lowest rung: one cut (from a stalled
         // moment, or a box whose CPU is behind) never takes the picture away.
-        let lowest = f64::from(ladder::LADDER.last().expect("non-empty").min_kbps);
+        let lowest = f64::from(ladder::min_kbps());
         let to = if self.target_kbps > lowest {
             to.max(lowest)
         } else {
@@ -220,7 +220,17 @@ impl AbrController {
         }
         let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
 
-        let rising = report.queue_delay_ms > self.previous_delay_ms + 10.0;
+        // Growing: over the previous report, and within 3 s of a cut over the delay
+        // that cut saw. A report between them can read low only because no picture
+        // came in it (its delay is the sound's), and "rising" from there cut a 300k
+        // link a third time, to 91 kbit/s, while the same backlog drained.
+        let since_cut = since(self.last_decrease);
+        let reference = if since_cut < Duration::from_secs(3) {
+            self.previous_delay_ms.max(self.delay_at_cut_ms)
+        } else {
+            self.previous_delay_ms
+        };
+        let rising = report.queue_delay_ms > reference + 10.0;
         self.previous_delay_ms = report.queue_delay_ms;
         let in_grace = self.grace_until.is_some_and(|until| now < until);
         let delayed = report.queue_delay_ms > s.high_delay_ms && !in_grace;
@@ -235,10 +245,16 @@ impl AbrController {
         // own buffer (where audio goes first and stale groups are dropped), not in
         // the link's queue, so a link that fell under the target shows up here first:
         // 2 Mbit/s falling to 300k left 450k of pictures starving for 2.5 s.
+        // No picture at all in a report counts too, whatever the bytes say: after a
+        // drop to 300k the link stayed full (sound first, then the stale backlog)
+        // while no picture came for 1.2 s and the target stayed 20% over the link.
+        // (Audio-only sends no pictures: none arriving is no news then.)
+        let audio_only = self.target_kbps < f64::from(ladder::min_kbps());
         let short = self.joined
             && !self.app_limited
             && !in_grace
-            && report.received_kbps < 0.5 * (self.target_kbps + s.audio_wire_kbps);
+            && (report.received_kbps < 0.5 * (self.target_kbps + s.audio_wire_kbps)
+                || (report.video_frames == 0 && !audio_only));
         self.short_reports = if short { self.short_reports + 1 } else { 0 };
         if !queue && self.short_reports >= 3 && since(self.last_decrease) >= Duration::from_secs(1)
         {
@@ -277,8 +293,16 @@ impl AbrController {
                 self.ceiling = Some((video, now));
                 // A stalled moment understates the link: never below a seventh in
                 // one step (a drop from 2 Mbit/s to 300k is then one cut, not two
-                // with seconds of starved pictures between them).
-                (video * (0.95 - drain)).max(self.target_kbps * 0.15)
+                // with seconds of starved pictures between them). But behind a
+                // queue twice the line the link is busy, so what arrives is its
+                // rate: a seventh of 1.7 Mbit/s was 250k, 20% over what a 300k link
+                // has for pictures, and the queue took two more cuts and 3 s to go.
+                let floor = if report.queue_delay_ms >= 2.0 * s.high_delay_ms {
+                    0.0
+                } else {
+                    self.target_kbps * 0.15
+                };
+                (video * (0.95 - drain)).max(floor)
             } else {
                 self.target_kbps * 0.7
             };
@@ -286,7 +310,9 @@ impl AbrController {
         }
         // Grow only on evidence of room: pictures that arrived with little delay (a
         // report without any says nothing; growing on those sent 2x a 500 kbit/s link
-        // at start-up), from an encoder that uses what it is given. Never beyond half
+        // at start-up; but audio-only has only its sound to go by, and waiting for
+        // pictures there kept a lesson audio-only for good), from an encoder that
+        // uses what it is given. Never beyond half
         // again what arrives (as GCC): the delay shows a full link a second late, by
         // which time 1.2x a step would have doubled the rate (a 2 Mbit/s link got a
         // 3 Mbit/s target, and 720p's keyframe with it, just before a drop).
@@ -299,7 +325,7 @@ impl AbrController {
             self.ceiling = None;
         }
         if report.queue_delay_ms < s.low_delay_ms
-            && report.video_frames > 0
+            && (report.video_frames > 0 || audio_only)
             && !self.app_limited
             && report.groups_skipped == 0
             && since(self.last_decrease) >= s.settle

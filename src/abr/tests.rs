@@ -61,6 +61,11 @@ fn simulate(capacity: impl Fn(f64) -> f64, loss: f64, secs: f64) -> Vec<(f64, f6
     out
 }
 
+/// A link of `otherwise` kbit/s that is `during` kbit/s for `when` (seconds).
+fn dip(when: std::ops::Range<f64>, during: f64, otherwise: f64) -> impl Fn(f64) -> f64 {
+    move |t| if when.contains(&t) { during } else { otherwise }
+}
+
 fn at(series: &[(f64, f64, f64)], t: f64) -> (f64, f64) {
     let p = series.iter().find(|p| p.0 >= t).unwrap();
     (p.1, p.2)
@@ -89,14 +94,7 @@ fn start_up_above_the_link_does_not_grow_through_the_grace() {
 
 #[test]
 fn steps_down_fast_and_back_up_within_seconds() {
-    let cap = |t: f64| {
-        if (20.0..40.0).contains(&t) {
-            300.0
-        } else {
-            2000.0
-        }
-    };
-    let s = simulate(cap, 0.0, 60.0);
+    let s = simulate(dip(20.0..40.0, 300.0, 2000.0), 0.0, 60.0);
     let (before, _) = at(&s, 19.5);
     assert!(before > 1200.0, "before the drop: {before}");
     // Within 3 s of the drop the target fits the new link and the queue drains.
@@ -111,14 +109,7 @@ fn steps_down_fast_and_back_up_within_seconds() {
 
 #[test]
 fn outage_holds_then_restarts_from_what_arrives() {
-    let cap = |t: f64| {
-        if (20.0..25.0).contains(&t) {
-            0.0
-        } else {
-            1000.0
-        }
-    };
-    let s = simulate(cap, 0.0, 40.0);
+    let s = simulate(dip(20.0..25.0, 0.0, 1000.0), 0.0, 40.0);
     let (during, _) = at(&s, 24.0);
     let (before, _) = at(&s, 20.0);
     assert_eq!(during, before, "no change while nothing is heard");
@@ -179,6 +170,16 @@ fn clear_report(
             ..Default::default()
         },
     )
+}
+
+/// A fresh controller after `reports` clear reports of `kbps` with `frames` pictures.
+fn settled(reports: usize, kbps: f64, frames: u64) -> (AbrController, Duration) {
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
+    for _ in 0..reports {
+        clear_report(&mut abr, &mut clock, kbps, 10.0, frames);
+    }
+    (abr, clock)
 }
 
 #[test]
@@ -246,6 +247,71 @@ fn pictures_starving_with_no_queue_to_show_cut_the_rate() {
 }
 
 #[test]
+fn a_deep_queue_after_a_drop_cuts_to_what_arrives() {
+    // As measured: 1.7 Mbit/s sent when the link fell to 300k; a report with 596 ms
+    // of queue and 301 kbit/s arriving. The cut goes under what the pictures can
+    // have of 300k (~245 kbit/s less headers), not to a seventh of the old target.
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
+    while abr.target_kbps() < 1700 {
+        let target = f64::from(abr.target_kbps());
+        clear_report(&mut abr, &mut clock, target + 56.0, 10.0, 6);
+    }
+    clock += Duration::from_secs(4);
+    let cut = abr.on_report(
+        clock,
+        &ReceiverReport {
+            received_kbps: 301.0,
+            queue_delay_ms: 596.0,
+            video_frames: 3,
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(cut, Decision::Decrease { to_kbps, .. } if to_kbps <= 200),
+        "{cut:?}"
+    );
+}
+
+#[test]
+fn a_report_without_pictures_between_two_is_not_a_new_rise() {
+    // As measured after a drop to 300k: a cut at 764 ms of queue, a report with no
+    // picture (its delay is the sound's: 44 ms), then 723 ms: the same backlog
+    // draining, not a new rise, so no third cut.
+    let (mut abr, mut clock) = settled(12, 456.0, 5);
+    clock += Duration::from_secs(4);
+    let deep = |delay_ms: f64, frames: u64| ReceiverReport {
+        received_kbps: 254.0,
+        queue_delay_ms: delay_ms,
+        video_frames: frames,
+        ..Default::default()
+    };
+    assert!(matches!(
+        abr.on_report(clock, &deep(764.0, 2)),
+        Decision::Decrease { .. }
+    ));
+    let cut = abr.target_kbps();
+    clock += Duration::from_millis(250);
+    abr.on_report(clock, &deep(44.0, 0));
+    clock += Duration::from_millis(250);
+    assert_eq!(abr.on_report(clock, &deep(723.0, 2)), Decision::Hold);
+    assert_eq!(abr.target_kbps(), cut);
+}
+
+#[test]
+fn reports_without_pictures_cut_the_rate() {
+    // The link looks full (sound and stale groups), the delay of the sound is low,
+    // yet no picture arrives: within a second or so, the target comes down.
+    let (mut abr, mut clock) = settled(12, 300.0, 3);
+    let before = abr.target_kbps();
+    let cut = (0..6)
+        .map(|_| clear_report(&mut abr, &mut clock, 300.0, 40.0, 0))
+        .position(|d| matches!(d, Decision::Decrease { .. }));
+    assert!(cut.is_some_and(|i| i <= 4), "no cut: {cut:?}");
+    assert!(abr.target_kbps() < before);
+}
+
+#[test]
 fn random_loss_without_congestion_does_not_collapse_the_rate() {
     let s = simulate(|_| 2000.0, 0.03, 30.0);
     let (target, _) = at(&s, 29.0);
@@ -281,12 +347,8 @@ fn the_slowest_box_sets_the_rate_until_it_goes_away() {
 
 #[test]
 fn audio_only_takes_a_second_cut() {
-    let mut abr = AbrController::new(AbrSettings::default());
-    let mut clock = Duration::ZERO;
-    for _ in 0..8 {
-        clear_report(&mut abr, &mut clock, 456.0, 10.0, 5);
-    }
-    let lowest = ladder::LADDER.last().unwrap().min_kbps;
+    let (mut abr, mut clock) = settled(8, 456.0, 5);
+    let lowest = ladder::min_kbps();
     // Groups skipped while almost nothing arrives, cut after cut.
     let mut targets = vec![abr.target_kbps()];
     for _ in 0..6 {
@@ -307,6 +369,13 @@ fn audio_only_takes_a_second_cut() {
     let first_audio_only = targets.iter().position(|&t| t < lowest).unwrap();
     assert_eq!(targets[first_audio_only - 1], lowest, "{targets:?}");
     assert!(first_audio_only >= 2, "{targets:?}");
+    // Audio-only sends no pictures, so clear reports carry none: the sound alone
+    // arriving without delay brings the picture back.
+    clock += Duration::from_secs(4);
+    for _ in 0..40 {
+        clear_report(&mut abr, &mut clock, 60.0, 10.0, 0);
+    }
+    assert!(abr.target_kbps() >= lowest, "still {}", abr.target_kbps());
 }
 
 #[test]

@@ -273,7 +273,7 @@ impl AdaptiveSender {
             self.rung = next;
         }
         self.capture
-            .set_video_bitrate(target.max(ladder::LADDER.last().expect("non-empty").min_kbps));
+            .set_video_bitrate(target.max(ladder::min_kbps()));
         self.stats.set_sender(SenderState {
             target_kbps: target,
             rung: self.rung.map(|r| r.name.to_string()),
