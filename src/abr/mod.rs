@@ -118,7 +118,8 @@ pub struct AbrController {
     arriving_kbps: f64,
     /// Queueing delay when we last cut, to tell a draining queue from a stuck one.
     delay_at_cut_ms: f64,
-    /// The encoder uses well under the target (see [`usage`]): no evidence to grow on.
+    /// The encoder uses well under the target (see [`usage`]): no evidence of room
+    /// beyond what arrives.
     app_limited: bool,
 }
 
@@ -186,7 +187,7 @@ impl AbrController {
     }
 
     /// Whether the encoder is using well under the target (see [`usage`]); while it
-    /// is, the target does not grow.
+    /// is, the target grows no further than what arrives.
     pub fn set_app_limited(&mut self, limited: bool) {
         self.app_limited = limited;
     }
@@ -316,7 +317,16 @@ impl AbrController {
         // again what arrives (as GCC): the delay shows a full link a second late, by
         // which time 1.2x a step would have doubled the rate (a 2 Mbit/s link got a
         // 3 Mbit/s target, and 720p's keyframe with it, just before a drop).
-        let cap = 1.5 * report.received_kbps;
+        // An encoder using well under its target (a still picture, the small rungs'
+        // pictures) gives no evidence of room beyond what the link carries now: then
+        // grow only to a tenth over what arrives for pictures. Not growing at all kept a
+        // 300k link at 180p10 for 15 s: the encoder used 65% of 150 kbit/s, so the
+        // target never reached 240p15's, with 60 kbit/s of the link unused.
+        let cap = if self.app_limited {
+            1.1 * video
+        } else {
+            1.5 * report.received_kbps
+        };
         // Pictures arriving well above the remembered full link: the link got better,
         // so the memory of its old limit no longer slows growth.
         if let Some((kbps, _)) = self.ceiling
@@ -326,7 +336,6 @@ impl AbrController {
         }
         if report.queue_delay_ms < s.low_delay_ms
             && (report.video_frames > 0 || audio_only)
-            && !self.app_limited
             && report.groups_skipped == 0
             && since(self.last_decrease) >= s.settle
         {

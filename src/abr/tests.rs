@@ -199,16 +199,38 @@ fn growth_needs_pictures_and_stays_within_half_again_what_arrives() {
         report(&mut abr, 1000.0, 6);
     }
     assert_eq!(abr.target_kbps(), 1500);
-    // The encoder says it is limited by its picture: no growth at all.
+    // The encoder says it is limited by its picture: no growth past what arrives.
     abr.set_app_limited(true);
     for _ in 0..8 {
-        assert_eq!(report(&mut abr, 2000.0, 6), Decision::Hold);
+        assert_eq!(report(&mut abr, 1000.0, 6), Decision::Hold);
     }
     abr.set_app_limited(false);
     assert!(matches!(
         report(&mut abr, 2000.0, 6),
         Decision::Increase { .. }
     ));
+}
+
+#[test]
+fn a_limited_encoder_still_grows_to_what_the_link_carries() {
+    // As measured on 300k: at 180p10 the encoder used 65% of 150 kbit/s while the
+    // link carried 232 kbit/s (sound, headers, retransmissions) with little delay.
+    // The target reaches 240p15's (172 kbit/s with the way up's margin), and stops
+    // a tenth over what the pictures got (232 less the sound's 56).
+    let (mut abr, mut clock) = settled(0, 0.0, 0);
+    abr.target_kbps = 150.0;
+    abr.set_app_limited(true);
+    for _ in 0..80 {
+        clear_report(&mut abr, &mut clock, 232.0, 20.0, 3);
+    }
+    let target = abr.target_kbps();
+    let ceiling = (1.1 * (232.0 - AbrSettings::default().audio_wire_kbps)).round() as u32;
+    assert!(
+        ladder::rung_for(target, ladder::LADDER.iter().find(|r| r.name == "180p10"))
+            .is_some_and(|r| r.name == "240p15"),
+        "stuck at {target} kbit/s"
+    );
+    assert!(target <= ceiling, "{target} kbit/s is past what arrives");
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! (3 Mbit/s on a 2 Mbit/s one, 720p chosen for it) that the first movement in front
 //! of the camera turns into a queue, and that a drop then needs several cuts to leave.
 //! So, as BBR and GCC do with an application-limited sender, the controller does not
-//! grow while the encoder is using well under its target.
+//! grow on it beyond what the link carries: while the encoder uses well under its
+//! target, the target grows at most to a tenth over what arrives for pictures.
 
 use std::{collections::VecDeque, time::Duration};
 

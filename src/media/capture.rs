@@ -86,7 +86,9 @@ impl Capture {
                     "videotestsrc is-live=true pattern=black ! textoverlay text=\"{text}\" valignment=center halignment=center font-desc=\"Sans 28\""
                 )
             } else {
-                tracing::warn!("no textoverlay element (install gstreamer1.0-x): the slate has no text");
+                tracing::warn!(
+                    "no textoverlay element (install gstreamer1.0-x): the slate has no text"
+                );
                 "videotestsrc is-live=true pattern=bar".to_string()
             };
             (video, audio)

@@ -189,6 +189,7 @@ impl AdaptiveSender {
             queue_delay_ms = report.queue_delay_ms as u64,
             skipped = report.groups_skipped,
             frames = report.video_frames,
+            encoder_share = ?self.usage.share().map(|s| (s * 100.0) as u32),
             ?decision,
             "receiver report"
         );
