@@ -217,7 +217,8 @@ fn a_limited_encoder_still_grows_to_what_the_link_carries() {
     // link carried 232 kbit/s (sound, headers, retransmissions) with little delay.
     // The target reaches 240p15's (172 kbit/s with the way up's margin), and stops
     // a tenth over what the pictures got (232 less the sound's 56).
-    let (mut abr, mut clock) = settled(0, 0.0, 0);
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
     abr.target_kbps = 150.0;
     abr.set_app_limited(true);
     for _ in 0..80 {
