@@ -121,7 +121,25 @@ pub struct AbrController {
     /// The encoder uses well under the target (see [`usage`]): no evidence of room
     /// beyond what arrives.
     app_limited: bool,
+    /// What the encoder produced over the last second, kbit/s (see [`usage`]).
+    produced_kbps: Option<f64>,
+    /// What the pictures got in the last few reports, kbit/s, newest last.
+    recent_arrivals: std::collections::VecDeque<f64>,
+    /// Reports in a row in which the pictures got well under what was produced.
+    behind_reports: u32,
 }
+
+/// Reports averaged for what the pictures get against what the encoder produced:
+/// a second, as the encoder's own figure, so a keyframe in one and not the other
+/// does not tip the balance.
+const ARRIVALS_KEPT: usize = 4;
+/// Pictures getting less than this share of what the encoder produces: a backlog
+/// grows somewhere (the relay's send buffer) and the target gets no higher.
+const BEHIND_BELOW: f64 = 0.95;
+/// Under this share for [`BEHIND_REPORTS`] reports in a row: the target is cut to
+/// what arrives.
+const STUCK_BELOW: f64 = 0.9;
+const BEHIND_REPORTS: u32 = 4;
 
 impl AbrController {
     pub fn new(settings: AbrSettings) -> Self {
@@ -141,6 +159,9 @@ impl AbrController {
             arriving_kbps: 0.0,
             delay_at_cut_ms: 0.0,
             app_limited: false,
+            produced_kbps: None,
+            recent_arrivals: Default::default(),
+            behind_reports: 0,
         }
     }
 
@@ -168,6 +189,7 @@ impl AbrController {
         };
         let to = self.clamp(to.min(self.target_kbps));
         self.last_decrease = Some(now);
+        self.behind_reports = 0;
         if to >= self.target_kbps {
             return Decision::Hold;
         }
@@ -192,6 +214,25 @@ impl AbrController {
         self.app_limited = limited;
     }
 
+    /// What the encoder produced over the last second (`None`: not known yet, or no
+    /// picture is sent).
+    pub fn set_produced(&mut self, kbps: Option<f64>) {
+        self.produced_kbps = kbps;
+    }
+
+    /// What the pictures got over the last reports against what the encoder
+    /// produced: under 1 means a backlog grows on the way (about 1.03 when all gets
+    /// through: what arrives counts the packets' headers). `None`: not known, or the
+    /// encoder is limited by its picture (then the shares say nothing of the link).
+    fn getting_through(&self) -> Option<f64> {
+        let produced = self.produced_kbps.filter(|&p| p > 0.0)?;
+        if self.app_limited || self.recent_arrivals.len() < ARRIVALS_KEPT {
+            return None;
+        }
+        let arriving = self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len() as f64;
+        Some(arriving / produced)
+    }
+
     /// A receiver report arrived at `now`.
     pub fn on_report(&mut self, now: Duration, report: &ReceiverReport) -> Decision {
         let s = self.settings.clone();
@@ -205,6 +246,10 @@ impl AbrController {
         // What arrived is sound as well as pictures.
         let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
         self.arriving_kbps = video;
+        self.recent_arrivals.push_back(video);
+        if self.recent_arrivals.len() > ARRIVALS_KEPT {
+            self.recent_arrivals.pop_front();
+        }
         if std::mem::take(&mut self.silent) {
             // Back from an outage: whatever queued up is stale; restart from what the
             // link is delivering now rather than from the pre-outage rate. The first
@@ -265,6 +310,33 @@ impl AbrController {
                 now,
                 (video * 0.9).max(self.target_kbps * 0.15),
                 format!("only {:.0} kbit/s arrives", report.received_kbps),
+            );
+        }
+
+        // Pictures getting through more slowly than the encoder makes them, for a
+        // second, with no queue to show for it: the relay's window holds the backlog
+        // in its send buffer and drops its stale groups, so the delay of the quickest
+        // frame stays low while the picture stutters. Measured on a 2 Mbit/s link:
+        // the target grew to 3 Mbit/s on delays of 40-50 ms, the encoder made all of
+        // it, 1.94 Mbit/s of pictures arrived, and pictures came every 60 ms instead
+        // of 40 with their delay climbing to 450 ms, for five seconds until the drop.
+        let behind = self.getting_through();
+        let stuck = !in_grace && behind.is_some_and(|share| share < STUCK_BELOW);
+        self.behind_reports = if stuck { self.behind_reports + 1 } else { 0 };
+        if !queue
+            && self.behind_reports >= BEHIND_REPORTS
+            && since(self.last_decrease) >= Duration::from_millis(1500)
+        {
+            let arriving =
+                self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len() as f64;
+            self.ceiling = Some((arriving, now));
+            return self.decrease(
+                now,
+                arriving * 0.95,
+                format!(
+                    "{arriving:.0} kbit/s of pictures arrive of {:.0} made",
+                    self.produced_kbps.unwrap_or_default()
+                ),
             );
         }
 
@@ -334,9 +406,13 @@ impl AbrController {
         {
             self.ceiling = None;
         }
+        // And only while what is made gets through: growing on a low delay alone
+        // took a full 2 Mbit/s link's target to 3 Mbit/s (above).
+        let keeping_up = behind.is_none_or(|share| share >= BEHIND_BELOW);
         if report.queue_delay_ms < s.low_delay_ms
             && (report.video_frames > 0 || audio_only)
             && report.groups_skipped == 0
+            && keeping_up
             && since(self.last_decrease) >= s.settle
         {
             // Near what the link carried of pictures when it was last full
@@ -401,6 +477,7 @@ pub struct ReceiverSet {
     /// A box silent this long no longer counts.
     pub forget_after: Duration,
     app_limited: bool,
+    produced_kbps: Option<f64>,
 }
 
 impl ReceiverSet {
@@ -410,6 +487,7 @@ impl ReceiverSet {
             boxes: Default::default(),
             forget_after: Duration::from_secs(30),
             app_limited: false,
+            produced_kbps: None,
         }
     }
 
@@ -426,6 +504,7 @@ impl ReceiverSet {
             .or_insert_with(|| (AbrController::new(self.settings.clone()), now));
         *last = now;
         controller.set_app_limited(self.app_limited);
+        controller.set_produced(self.produced_kbps);
         controller.on_report(now, report)
     }
 
@@ -441,6 +520,14 @@ impl ReceiverSet {
         self.app_limited = limited;
         for (controller, _) in self.boxes.values_mut() {
             controller.set_app_limited(limited);
+        }
+    }
+
+    /// See [`AbrController::set_produced`]; the encoder is shared by every box.
+    pub fn set_produced(&mut self, kbps: Option<f64>) {
+        self.produced_kbps = kbps;
+        for (controller, _) in self.boxes.values_mut() {
+            controller.set_produced(kbps);
         }
     }
 

@@ -407,3 +407,47 @@ fn never_below_the_floor() {
     let (target, _) = at(&s, 29.0);
     assert!(target >= AbrSettings::default().min_kbps as f64);
 }
+
+#[test]
+fn a_full_link_with_no_queue_to_show_is_not_outgrown() {
+    // Measured on 2 Mbit/s: the relay's window keeps the link's queue short, so the
+    // delay stayed at 40-50 ms while the target grew to 3 Mbit/s, the encoder made
+    // all of it and 1.94 Mbit/s of pictures arrived. Here the encoder makes its
+    // target, pictures arrive with 3% of headers, and the link carries 2 Mbit/s.
+    let audio = AbrSettings::default().audio_wire_kbps;
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
+    let mut run = |abr: &mut AbrController, link: f64, secs: u32| {
+        (0..secs * 4)
+            .map(|_| {
+                let target = f64::from(abr.target_kbps());
+                abr.set_produced(Some(target));
+                clear_report(abr, &mut clock, (target * 1.03 + audio).min(link), 40.0, 6);
+                f64::from(abr.target_kbps())
+            })
+            .collect::<Vec<_>>()
+    };
+    let targets = run(&mut abr, 2000.0, 30);
+    let carried = 2000.0 - audio;
+    let late = &targets[40..];
+    let mean = late.iter().sum::<f64>() / late.len() as f64;
+    assert!(
+        mean <= 1.1 * carried,
+        "mean target {mean:.0} on {carried:.0} kbit/s"
+    );
+    let longest_over = late
+        .split(|&t| t <= 1.3 * carried)
+        .map(<[f64]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_over <= 6,
+        "{longest_over} reports over 1.3x the link"
+    );
+    // Growth stops once what is made no longer gets through, before any cut.
+    let highest = targets.iter().copied().fold(0.0, f64::max);
+    assert!(highest <= 1.3 * carried, "target reached {highest:.0}");
+    // All of it gets through on a better link: nothing holds the growth back.
+    let targets = run(&mut abr, 10_000.0, 15);
+    assert_eq!(targets.last().copied(), Some(f64::from(ladder::max_kbps())));
+}

@@ -229,6 +229,7 @@ impl AdaptiveSender {
             );
         }
         self.receivers.set_app_limited(self.usage.limited());
+        self.receivers.set_produced(self.usage.produced_kbps());
     }
 
     fn follow(&mut self, reason: Option<String>) {
