@@ -101,6 +101,8 @@ pub struct LessonStats {
     pub reconnects: AtomicU64,
     /// The audio playout buffer's delay over the path's own, µs.
     audio_delay_us: AtomicU64,
+    /// When sound plays, relative to its capture time (see [`Self::sound_offset`]).
+    sound_offset: Mutex<Option<(i64, u64)>>,
     video: TrackCounters,
     audio: TrackCounters,
     history: Mutex<VecDeque<Snapshot>>,
@@ -138,6 +140,7 @@ impl Default for LessonStats {
             link: Mutex::new(LinkState::Idle),
             reconnects: AtomicU64::new(0),
             audio_delay_us: AtomicU64::new(0),
+            sound_offset: Mutex::new(None),
             video: Default::default(),
             audio: Default::default(),
             history: Default::default(),
@@ -458,6 +461,21 @@ impl LessonStats {
 
     pub fn set_audio_delay(&self, delay: Duration) {
         self.audio_delay_us.store(delay.as_micros() as u64, Relaxed);
+    }
+
+    /// Sound captured at `t` (the sender's clock) plays at `t + offset` here (µs);
+    /// `None`: no sound plays.
+    pub fn set_sound_offset(&self, offset_us: Option<i64>) {
+        *self.sound_offset.lock().expect("stats lock") =
+            offset_us.map(|offset| (offset, unix_micros()));
+    }
+
+    /// The sound's offset (see [`Self::set_sound_offset`]) if it was set in the last
+    /// second: sound that stopped coming has nothing for pictures to wait for.
+    pub fn sound_offset(&self) -> Option<i64> {
+        let set = *self.sound_offset.lock().expect("stats lock");
+        set.filter(|&(_, at)| unix_micros().saturating_sub(at) < 1_000_000)
+            .map(|(offset, _)| offset)
     }
 
     /// Sample once a second into the history the page plots, until `shutdown`.

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod congestion;
 pub mod endpoint;
 pub mod link;
+pub mod lipsync;
 pub mod playout;
 pub mod publish;
 pub mod report;

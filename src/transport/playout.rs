@@ -97,6 +97,12 @@ impl<T> Playout<T> {
         self.delay_us
     }
 
+    /// A packet captured at `capture_us` (the sender's clock) plays at `capture_us`
+    /// plus this, on the receiver's clock; `None` before any packet.
+    pub fn offset_us(&self) -> Option<i64> {
+        (!self.transits.is_empty()).then(|| self.base() + self.delay_us as i64)
+    }
+
     /// A packet arrived at `now_us`, captured at `capture_us` (the sender's clock).
     pub fn push(
         &mut self,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use moq_net::{broadcast, group, track};
 use tokio::sync::mpsc;
 
-use super::{TransportError, catalog::Catalog, playout::Playout, publish};
+use super::{TransportError, catalog::Catalog, lipsync::LipSync, playout::Playout, publish};
 use crate::{
     frame::{Frame, TrackKind, unix_micros},
     stats::LessonStats,
@@ -57,6 +57,7 @@ pub async fn forward_track(
         stats,
         budget,
         last_sequence: None,
+        lip_sync: LipSync::default(),
     };
     match kind {
         TrackKind::Video => forward.video(track).await,
@@ -71,6 +72,8 @@ struct Forwarder<'a> {
     out: mpsc::Sender<Frame>,
     stats: &'a LessonStats,
     last_sequence: Option<u64>,
+    /// Video: pictures wait here for the sound captured with them.
+    lip_sync: LipSync<Frame>,
 }
 
 impl Forwarder<'_> {
@@ -137,6 +140,10 @@ impl Forwarder<'_> {
                     tracing::trace!(sequence = ?current.as_ref().map(|g| g.sequence), "current group given up");
                     current = next.take().map(|(group, _)| group)
                 }
+                _ = sleep_until(self.lip_sync.deadline().map(instant_at)) => {}
+            }
+            while let Some(frame) = self.lip_sync.pop(unix_micros()) {
+                self.deliver(frame);
             }
         }
     }
@@ -152,10 +159,7 @@ impl Forwarder<'_> {
         let mut reading = FuturesUnordered::new();
         let mut playout = Playout::new();
         loop {
-            let deadline = playout.deadline().map(|at_us| {
-                tokio::time::Instant::now()
-                    + Duration::from_micros(at_us.saturating_sub(unix_micros()))
-            });
+            let deadline = playout.deadline().map(instant_at);
             tokio::select! {
                 next = track.recv_group() => match next? {
                     Some(mut group) => {
@@ -185,6 +189,7 @@ impl Forwarder<'_> {
             }
             self.stats
                 .set_audio_delay(Duration::from_micros(playout.delay_us()));
+            self.stats.set_sound_offset(playout.offset_us());
         }
     }
 
@@ -199,9 +204,12 @@ impl Forwarder<'_> {
         self.last_sequence = Some(self.last_sequence.map_or(sequence, |l| l.max(sequence)));
     }
 
+    /// A picture that arrived: it plays with its sound (see [`LipSync`]).
     fn pass(&mut self, payload: bytes::Bytes) {
         if let Some(frame) = self.decode(payload) {
-            self.deliver(frame);
+            let capture_us = frame.capture_us;
+            self.lip_sync
+                .push(unix_micros(), capture_us, self.stats.sound_offset(), frame);
         }
     }
 
@@ -228,6 +236,11 @@ impl Forwarder<'_> {
             self.stats.record_dropped(self.kind);
         }
     }
+}
+
+/// The tokio instant of a Unix time in microseconds.
+fn instant_at(at_us: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_micros(at_us.saturating_sub(unix_micros()))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
