@@ -236,3 +236,68 @@ async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
         }
     }
 }
+
+/// A rung change costs one keyframe, the largest frame there is, at the moment the
+/// link is tightest: a second one right behind it is a new group that supersedes
+/// the first before a classroom on 300 kbit/s has even received it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_change_starts_one_group() {
+    use classbox::{
+        frame::TrackKind,
+        media::capture::{Capture, CaptureSettings},
+    };
+    media::init().unwrap();
+    let profile = media::probe::choose("software").unwrap();
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(512);
+    let (errors, mut error) = tokio::sync::mpsc::unbounded_channel();
+    let capture = Capture::start(
+        &profile,
+        &CaptureSettings {
+            width: 854,
+            height: 480,
+            framerate: 25,
+            video_kbps: 1800,
+            audio_kbps: 32,
+            keyframe_interval: 25,
+            test_sources: true,
+            slate: None,
+            echo_cancel: false,
+            video_source: None,
+            audio_source: None,
+            pipelines_dir: None,
+        },
+        frames_tx,
+        Some(errors),
+    )
+    .await
+    .unwrap();
+    // (pts ms, keyframe) of every picture, the change made after the 30th.
+    let mut pictures = Vec::new();
+    let mut changed_at = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pictures.len() < 60 {
+        tokio::select! {
+            Some(f) = frames.recv() => if f.track == TrackKind::Video {
+                pictures.push((f.pts_us / 1000, f.keyframe));
+                if pictures.len() == 30 {
+                    changed_at = Some(f.pts_us / 1000);
+                    capture.set_picture(426, 240, 15);
+                    capture.set_video_bitrate(220);
+                }
+            },
+            Some(e) = error.recv() => panic!("capture failed: {e}"),
+            _ = tokio::time::sleep_until(deadline) => panic!("only {} pictures", pictures.len()),
+        }
+    }
+    let changed_at = changed_at.unwrap();
+    let keyframes: Vec<u64> = pictures
+        .iter()
+        .filter(|&&(pts, key)| key && pts > changed_at && pts < changed_at + 800)
+        .map(|&(pts, _)| pts)
+        .collect();
+    assert_eq!(
+        keyframes.len(),
+        1,
+        "keyframes after the change at {changed_at} ms: {keyframes:?}"
+    );
+}

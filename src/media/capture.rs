@@ -232,6 +232,11 @@ impl Capture {
     /// relay drops when it is late, so 3 s groups at 10 fps would hold 3 s of backlog.
     /// Encoders that take a new interval while running get it here; for the others
     /// (x264enc) the [`KeyframeClock`] asks for each keyframe on time.
+    /// The caps name a square pixel: without it videoscale first offers the new size
+    /// with the pixel shape that keeps the old picture's proportions (427:426 for
+    /// 854x480 to 426x240) and then renegotiates, and each negotiation restarts the
+    /// encoder: two keyframes 100 ms apart, the second a new group that supersedes
+    /// the first before a classroom on a slow link has even received it.
     pub fn set_picture(&self, width: u32, height: u32, framerate: u32) {
         let gop = (self.keyframe_seconds * f64::from(framerate))
             .round()
@@ -246,6 +251,7 @@ impl Capture {
             .field("width", width as i32)
             .field("height", height as i32)
             .field("framerate", gst::Fraction::new(framerate as i32, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build();
         self.caps_filter.set_property("caps", caps);
     }
