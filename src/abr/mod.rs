@@ -321,7 +321,9 @@ impl AbrController {
         // it, 1.94 Mbit/s of pictures arrived, and pictures came every 60 ms instead
         // of 40 with their delay climbing to 450 ms, for five seconds until the drop.
         let behind = self.getting_through();
-        let stuck = !in_grace && behind.is_some_and(|share| share < STUCK_BELOW);
+        // (Before the first picture arrives nothing is behind: the first keyframe is
+        // on its way. A run of a 2 Mbit/s link once cut from 391 to 60 kbit/s there.)
+        let stuck = self.joined && !in_grace && behind.is_some_and(|share| share < STUCK_BELOW);
         self.behind_reports = if stuck { self.behind_reports + 1 } else { 0 };
         if !queue
             && self.behind_reports >= BEHIND_REPORTS
@@ -330,9 +332,11 @@ impl AbrController {
             let arriving =
                 self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len() as f64;
             self.ceiling = Some((arriving, now));
+            // At most halved: a link that fell further shows a queue or starving
+            // pictures, and the rules above take it down faster.
             return self.decrease(
                 now,
-                arriving * 0.95,
+                (arriving * 0.95).max(self.target_kbps * 0.5),
                 format!(
                     "{arriving:.0} kbit/s of pictures arrive of {:.0} made",
                     self.produced_kbps.unwrap_or_default()

@@ -451,3 +451,18 @@ fn a_full_link_with_no_queue_to_show_is_not_outgrown() {
     let targets = run(&mut abr, 10_000.0, 15);
     assert_eq!(targets.last().copied(), Some(f64::from(ladder::max_kbps())));
 }
+
+#[test]
+fn nothing_is_behind_before_the_first_picture() {
+    // The first keyframe is on its way: sound arrives, no picture yet, and the
+    // encoder has made 391 kbit/s. A run once cut from there to the lowest rung.
+    let audio = AbrSettings::default().audio_wire_kbps;
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
+    let start = abr.target_kbps();
+    abr.set_produced(Some(391.0));
+    for _ in 0..8 {
+        clear_report(&mut abr, &mut clock, audio, 0.0, 0);
+    }
+    assert_eq!(abr.target_kbps(), start);
+}
