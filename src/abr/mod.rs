@@ -220,17 +220,21 @@ impl AbrController {
         self.produced_kbps = kbps;
     }
 
-    /// What the pictures got over the last reports against what the encoder
-    /// produced: under 1 means a backlog grows on the way (about 1.03 when all gets
-    /// through: what arrives counts the packets' headers). `None`: not known, or the
-    /// encoder is limited by its picture (then the shares say nothing of the link).
-    fn getting_through(&self) -> Option<f64> {
+    /// What the pictures got, `arriving` kbit/s, against what the encoder produced:
+    /// under 1 means a backlog grows on the way (about 1.03 when all gets through:
+    /// what arrives counts the packets' headers). `None`: not known, or the encoder
+    /// is limited by its picture (then the shares say nothing of the link).
+    fn getting_through(&self, arriving: f64) -> Option<f64> {
         let produced = self.produced_kbps.filter(|&p| p > 0.0)?;
         if self.app_limited || self.recent_arrivals.len() < ARRIVALS_KEPT {
             return None;
         }
-        let arriving = self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len() as f64;
         Some(arriving / produced)
+    }
+
+    /// What the pictures got over the last [`ARRIVALS_KEPT`] reports, kbit/s.
+    fn recent_arriving(&self) -> f64 {
+        self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len().max(1) as f64
     }
 
     /// A receiver report arrived at `now`.
@@ -320,17 +324,24 @@ impl AbrController {
         // the target grew to 3 Mbit/s on delays of 40-50 ms, the encoder made all of
         // it, 1.94 Mbit/s of pictures arrived, and pictures came every 60 ms instead
         // of 40 with their delay climbing to 450 ms, for five seconds until the drop.
-        let behind = self.getting_through();
+        // Over a second of reports, so that one keyframe does not tip the balance.
+        let behind = self.getting_through(self.recent_arriving());
         // (Before the first picture arrives nothing is behind: the first keyframe is
         // on its way. A run of a 2 Mbit/s link once cut from 391 to 60 kbit/s there.)
-        let stuck = self.joined && !in_grace && behind.is_some_and(|share| share < STUCK_BELOW);
+        // Nor while the target grows: what arrived over the last second then lags
+        // what the encoder made over it (a ramp after a rise was cut by half). Once
+        // pictures stop getting through growth stops (below), and a second later
+        // this rule may act.
+        let stuck = self.joined
+            && !in_grace
+            && since(self.last_increase) >= Duration::from_secs(1)
+            && behind.is_some_and(|share| share < STUCK_BELOW);
         self.behind_reports = if stuck { self.behind_reports + 1 } else { 0 };
         if !queue
             && self.behind_reports >= BEHIND_REPORTS
             && since(self.last_decrease) >= Duration::from_millis(1500)
         {
-            let arriving =
-                self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len() as f64;
+            let arriving = self.recent_arriving();
             self.ceiling = Some((arriving, now));
             // At most halved: a link that fell further shows a queue or starving
             // pictures, and the rules above take it down faster.
@@ -411,8 +422,13 @@ impl AbrController {
             self.ceiling = None;
         }
         // And only while what is made gets through: growing on a low delay alone
-        // took a full 2 Mbit/s link's target to 3 Mbit/s (above).
-        let keeping_up = behind.is_none_or(|share| share >= BEHIND_BELOW);
+        // took a full 2 Mbit/s link's target to 3 Mbit/s (above). This report's
+        // arrivals (its last half second), not the second's: while the target
+        // grows, the second's lag behind what the encoder made over the same
+        // second, and held a ramp after a rise to 2 Mbit/s for a second at a time.
+        let keeping_up = self
+            .getting_through(video)
+            .is_none_or(|share| share >= BEHIND_BELOW);
         if report.queue_delay_ms < s.low_delay_ms
             && (report.video_frames > 0 || audio_only)
             && report.groups_skipped == 0

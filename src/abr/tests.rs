@@ -466,3 +466,46 @@ fn nothing_is_behind_before_the_first_picture() {
     }
     assert_eq!(abr.target_kbps(), start);
 }
+
+#[test]
+fn the_encoders_own_lag_does_not_hold_a_ramp() {
+    // After a rise from 300k to 2 Mbit/s the target grows a fifth a report. What the
+    // encoder made over the last second lags the target, and so does what arrives,
+    // which the receiver measures over the last half second, 100 ms later.
+    let audio = AbrSettings::default().audio_wire_kbps;
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
+    let mut given: Vec<f64> = Vec::new();
+    let mean_over = |given: &[f64], from_end: usize, len: usize| {
+        let end = given.len().saturating_sub(from_end);
+        let start = end.saturating_sub(len);
+        let slice = &given[start..end.max(start + 1).min(given.len())];
+        slice.iter().sum::<f64>() / slice.len().max(1) as f64
+    };
+    let mut report = |abr: &mut AbrController, link: f64, given: &mut Vec<f64>| {
+        // Ten samples a report: one per 25 ms.
+        given.extend(std::iter::repeat_n(f64::from(abr.target_kbps()), 10));
+        abr.set_produced(Some(0.9 * mean_over(given, 0, 40)));
+        let video = (1.03 * 0.9 * mean_over(given, 4, 20)).min(link - audio);
+        clear_report(abr, &mut clock, video + audio, 10.0, 5);
+    };
+    let slow: Vec<f64> = (0..80)
+        .map(|_| {
+            report(&mut abr, 300.0, &mut given);
+            f64::from(abr.target_kbps())
+        })
+        .collect();
+    let mean = slow[40..].iter().sum::<f64>() / 40.0;
+    assert!(mean <= 1.2 * (300.0 - audio), "mean {mean:.0} on 300k");
+    let rise = (1..=20)
+        .find(|_| {
+            report(&mut abr, 2000.0, &mut given);
+            abr.target_kbps() >= 1600
+        })
+        .map(|reports| reports as f64 / 4.0);
+    assert!(
+        rise.is_some_and(|s| s <= 4.0),
+        "1.6 Mbit/s after {rise:?} s (None: not in 5 s; at {} kbit/s)",
+        abr.target_kbps()
+    );
+}
