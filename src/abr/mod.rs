@@ -114,8 +114,6 @@ pub struct AbrController {
     short_reports: u32,
     /// A report with pictures has come (the join grace starts with the first).
     joined: bool,
-    /// What the pictures got in the latest report (what arrived less the sound).
-    arriving_kbps: f64,
     /// Queueing delay when we last cut, to tell a draining queue from a stuck one.
     delay_at_cut_ms: f64,
     /// The encoder uses well under the target (see [`usage`]): no evidence of room
@@ -123,7 +121,8 @@ pub struct AbrController {
     app_limited: bool,
     /// What the encoder produced over the last second, kbit/s (see [`usage`]).
     produced_kbps: Option<f64>,
-    /// What the pictures got in the last few reports, kbit/s, newest last.
+    /// What the pictures got (what arrived less the sound) in the last few reports,
+    /// kbit/s, newest last.
     recent_arrivals: std::collections::VecDeque<f64>,
     /// Reports in a row in which the pictures got well under what was produced.
     behind_reports: u32,
@@ -156,7 +155,6 @@ impl AbrController {
             full_reports: 0,
             short_reports: 0,
             joined: false,
-            arriving_kbps: 0.0,
             delay_at_cut_ms: 0.0,
             app_limited: false,
             produced_kbps: None,
@@ -171,7 +169,7 @@ impl AbrController {
 
     /// What the pictures got in the latest report, kbit/s.
     pub fn arriving_kbps(&self) -> u32 {
-        self.arriving_kbps.round() as u32
+        self.recent_arrivals.back().copied().unwrap_or(0.0).round() as u32
     }
 
     fn clamp(&self, kbps: f64) -> f64 {
@@ -249,7 +247,6 @@ impl AbrController {
         self.last_report = Some(now);
         // What arrived is sound as well as pictures.
         let video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
-        self.arriving_kbps = video;
         self.recent_arrivals.push_back(video);
         if self.recent_arrivals.len() > ARRIVALS_KEPT {
             self.recent_arrivals.pop_front();
@@ -496,8 +493,8 @@ pub struct ReceiverSet {
     boxes: std::collections::BTreeMap<String, (AbrController, Duration)>,
     /// A box silent this long no longer counts.
     pub forget_after: Duration,
-    app_limited: bool,
-    produced_kbps: Option<f64>,
+    /// The latest [`Self::set_encoder`], for boxes that join after it.
+    encoder: (bool, Option<f64>),
 }
 
 impl ReceiverSet {
@@ -506,8 +503,7 @@ impl ReceiverSet {
             settings,
             boxes: Default::default(),
             forget_after: Duration::from_secs(30),
-            app_limited: false,
-            produced_kbps: None,
+            encoder: (false, None),
         }
     }
 
@@ -523,8 +519,8 @@ impl ReceiverSet {
             .entry(box_id.to_string())
             .or_insert_with(|| (AbrController::new(self.settings.clone()), now));
         *last = now;
-        controller.set_app_limited(self.app_limited);
-        controller.set_produced(self.produced_kbps);
+        controller.set_app_limited(self.encoder.0);
+        controller.set_produced(self.encoder.1);
         controller.on_report(now, report)
     }
 
@@ -535,19 +531,13 @@ impl ReceiverSet {
         }
     }
 
-    /// See [`AbrController::set_app_limited`]; the encoder is shared by every box.
-    pub fn set_app_limited(&mut self, limited: bool) {
-        self.app_limited = limited;
+    /// What the encoder, shared by every box, does with its target: see
+    /// [`AbrController::set_app_limited`] and [`AbrController::set_produced`].
+    pub fn set_encoder(&mut self, app_limited: bool, produced_kbps: Option<f64>) {
+        self.encoder = (app_limited, produced_kbps);
         for (controller, _) in self.boxes.values_mut() {
-            controller.set_app_limited(limited);
-        }
-    }
-
-    /// See [`AbrController::set_produced`]; the encoder is shared by every box.
-    pub fn set_produced(&mut self, kbps: Option<f64>) {
-        self.produced_kbps = kbps;
-        for (controller, _) in self.boxes.values_mut() {
-            controller.set_produced(kbps);
+            controller.set_app_limited(app_limited);
+            controller.set_produced(produced_kbps);
         }
     }
 

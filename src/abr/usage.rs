@@ -48,34 +48,34 @@ impl EncoderUse {
     /// What the encoder produced over the last window as a share of the bitrate it
     /// was given over the same time; `None` until a whole window is recorded.
     pub fn share(&self) -> Option<f64> {
-        let (&(start, first_bytes, _), &(end, last_bytes, _)) =
-            (self.samples.front()?, self.samples.back()?);
-        if end.saturating_sub(start) < WINDOW {
-            return None;
-        }
+        let (produced_kbit, _) = self.window()?;
         let given_kbit: f64 = self
             .samples
             .iter()
             .zip(self.samples.iter().skip(1))
             .map(|(&(t0, _, kbps), &(t1, _, _))| kbps * (t1 - t0).as_secs_f64())
             .sum();
-        if given_kbit <= 0.0 {
-            return None;
-        }
-        let produced_kbit = last_bytes.saturating_sub(first_bytes) as f64 * 8.0 / 1000.0;
-        Some(produced_kbit / given_kbit)
+        (given_kbit > 0.0).then(|| produced_kbit / given_kbit)
     }
 
     /// What the encoder produced over the last window, kbit/s; `None` until a whole
     /// window is recorded.
     pub fn produced_kbps(&self) -> Option<f64> {
+        let (produced_kbit, span) = self.window()?;
+        Some(produced_kbit / span.as_secs_f64())
+    }
+
+    /// What was produced (kbit) over the recorded span, once it is a whole window.
+    fn window(&self) -> Option<(f64, Duration)> {
         let (&(start, first_bytes, _), &(end, last_bytes, _)) =
             (self.samples.front()?, self.samples.back()?);
         let span = end.saturating_sub(start);
-        if span < WINDOW {
-            return None;
-        }
-        Some(last_bytes.saturating_sub(first_bytes) as f64 * 8.0 / 1000.0 / span.as_secs_f64())
+        (span >= WINDOW).then(|| {
+            (
+                last_bytes.saturating_sub(first_bytes) as f64 * 8.0 / 1000.0,
+                span,
+            )
+        })
     }
 
     /// Whether the encoder is limited by its picture rather than by the target.

@@ -228,8 +228,8 @@ impl AdaptiveSender {
                 self.applied,
             );
         }
-        self.receivers.set_app_limited(self.usage.limited());
-        self.receivers.set_produced(self.usage.produced_kbps());
+        self.receivers
+            .set_encoder(self.usage.limited(), self.usage.produced_kbps());
     }
 
     fn follow(&mut self, reason: Option<String>) {

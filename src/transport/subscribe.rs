@@ -207,9 +207,9 @@ impl Forwarder<'_> {
     /// A picture that arrived: it plays with its sound (see [`LipSync`]).
     fn pass(&mut self, payload: bytes::Bytes) {
         if let Some(frame) = self.decode(payload) {
-            let capture_us = frame.capture_us;
+            let sound = self.stats.sound_offset();
             self.lip_sync
-                .push(unix_micros(), capture_us, self.stats.sound_offset(), frame);
+                .push(unix_micros(), frame.capture_us, sound, frame);
         }
     }
 
