@@ -479,7 +479,7 @@ fn the_encoders_own_lag_does_not_hold_a_ramp() {
     let mean_over = |given: &[f64], from_end: usize, len: usize| {
         let end = given.len().saturating_sub(from_end);
         let start = end.saturating_sub(len);
-        let slice = &given[start..end.max(start + 1).min(given.len())];
+        let slice = &given[start..end];
         slice.iter().sum::<f64>() / slice.len().max(1) as f64
     };
     let mut report = |abr: &mut AbrController, link: f64, given: &mut Vec<f64>| {
