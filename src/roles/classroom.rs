@@ -147,38 +147,8 @@ pub async fn run(
         Some(shared) => shared,
         None => (super::outbox::open(config).await?, Default::default()),
     };
-    let (load_tx, load) = tokio::sync::watch::channel(crate::lms::LessonLoad::default());
-    let (link_up_tx, link_up) = tokio::sync::watch::channel(false);
-    tasks.push(tokio::spawn({
-        let (stats, shutdown) = (stats.clone(), shutdown.clone());
-        async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let now = stats.latest();
-                let up = matches!(now.link, crate::stats::LinkState::Connected { .. });
-                link_up_tx.send_if_modified(|v| std::mem::replace(v, up) != up);
-                // The uplink as the box's own QUIC sender sees it: window / RTT (our
-                // latency-bounded controller keeps the window at rate x (RTT + 40 ms)).
-                // While the box sends little this underestimates it, which only makes the
-                // LMS sync more modest during a lesson.
-                let uplink_kbps = match now.link {
-                    crate::stats::LinkState::Connected {
-                        rtt_ms, cwnd_bytes, ..
-                    } if rtt_ms > 0.0 => Some(cwnd_bytes as f64 * 8.0 / (rtt_ms + 40.0)),
-                    _ => None,
-                };
-                let load = crate::lms::LessonLoad {
-                    live: up && now.video_kbps > 0.0,
-                    uplink_kbps,
-                };
-                load_tx.send_if_modified(|l| std::mem::replace(l, load) != load);
-            }
-        }
-    }));
+    let (load, link_up, watching) = super::outbox::watch_lesson(stats.clone(), shutdown.clone());
+    tasks.push(watching);
     if let Some(worker) = super::outbox::worker(config, &outbox, load)? {
         let shutdown = shutdown.clone();
         let worker = worker.wake_on_link(link_up).with_status(sync_status);

@@ -22,6 +22,49 @@ pub async fn open(config: &Config) -> anyhow::Result<Outbox> {
         .map_err(|e| anyhow::anyhow!("cannot open the LMS outbox in {}: {e}", dir.display()))
 }
 
+/// Watches the lesson for the LMS sync, once a second: what it leaves of the uplink
+/// (the worker yields to a live lesson) and whether the relay link is up (the worker
+/// wakes when it comes back). The task ends at `shutdown`.
+pub fn watch_lesson(
+    stats: Arc<crate::stats::LessonStats>,
+    shutdown: CancellationToken,
+) -> (
+    watch::Receiver<LessonLoad>,
+    watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (load_tx, load) = watch::channel(LessonLoad::default());
+    let (link_up_tx, link_up) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = stats.latest();
+            let up = matches!(now.link, crate::stats::LinkState::Connected { .. });
+            link_up_tx.send_if_modified(|v| std::mem::replace(v, up) != up);
+            // The uplink as the box's own QUIC sender sees it: window / RTT (our
+            // latency-bounded controller keeps the window at rate x (RTT + 40 ms)).
+            // While the box sends little this underestimates it, which only makes the
+            // LMS sync more modest during a lesson.
+            let uplink_kbps = match now.link {
+                crate::stats::LinkState::Connected {
+                    rtt_ms, cwnd_bytes, ..
+                } if rtt_ms > 0.0 => Some(cwnd_bytes as f64 * 8.0 / (rtt_ms + 40.0)),
+                _ => None,
+            };
+            let load = LessonLoad {
+                live: up && now.video_kbps > 0.0,
+                uplink_kbps,
+            };
+            load_tx.send_if_modified(|l| std::mem::replace(l, load) != load);
+        }
+    });
+    (load, link_up, task)
+}
+
 /// The worker for the configured LMS, or None when `lms.target = "none"`.
 pub fn worker(
     config: &Config,
