@@ -1664,16 +1664,13 @@ mod tests {
             conn_state: &state,
         };
         high.set_priority(-1).unwrap();
+        // classbox patch: queued again at its new priority (the old entry stays,
+        // and is skipped when popped).
+        assert_eq!(server.pending.len(), 3);
 
+        // The lowered stream no longer goes first: the mid priority one does, then
+        // the lowered one, and the stale entry produces nothing.
         let mut buf = Vec::with_capacity(1000);
-        let meta = server.write_stream_frames(&mut buf, 40, true);
-        assert_eq!(meta.len(), 1);
-        assert_eq!(meta[0].id, id_high);
-
-        // After requeuing we should end up with 2 priorities - not 3
-        assert_eq!(server.pending.len(), 2);
-
-        // Send the remaining data. The initial mid priority one should go first now
         let meta = server.write_stream_frames(&mut buf, 1000, true);
         assert_eq!(meta.len(), 2);
         assert_eq!(meta[0].id, id_mid);
@@ -1681,6 +1678,59 @@ mod tests {
 
         assert!(!server.can_send_stream_data());
         assert_eq!(server.pending.len(), 0);
+    }
+
+    /// classbox patch: a queued stream whose priority rises overtakes the others at
+    /// once, instead of waiting at the priority it was queued with.
+    #[test]
+    fn raised_stream_priority_takes_effect_while_queued() {
+        let mut server = make(Side::Server);
+        server.set_params(&TransportParameters {
+            initial_max_streams_bidi: 3u32.into(),
+            initial_max_data: 1000u32.into(),
+            initial_max_stream_data_bidi_remote: 1000u32.into(),
+            ..TransportParameters::default()
+        });
+
+        let (mut pending, state) = (Retransmits::default(), ConnState::Established);
+        let mut streams = Streams {
+            state: &mut server,
+            conn_state: &state,
+        };
+
+        let id_old = streams.open(Dir::Bi).unwrap();
+        let id_new = streams.open(Dir::Bi).unwrap();
+
+        let mut old = SendStream {
+            id: id_old,
+            state: &mut server,
+            pending: &mut pending,
+            conn_state: &state,
+        };
+        old.set_priority(1).unwrap();
+        assert_eq!(old.write(&[0; 200]).unwrap(), 200);
+
+        let mut new = SendStream {
+            id: id_new,
+            state: &mut server,
+            pending: &mut pending,
+            conn_state: &state,
+        };
+        new.set_priority(0).unwrap();
+        assert_eq!(new.write(&[0; 200]).unwrap(), 200);
+        new.set_priority(2).unwrap();
+
+        // Room for one frame: the raised stream's.
+        let mut buf = Vec::with_capacity(1000);
+        let meta = server.write_stream_frames(&mut buf, 40, true);
+        assert_eq!(meta.len(), 1);
+        assert_eq!(meta[0].id, id_new);
+
+        // Then the rest of it, still ahead of the older stream.
+        let meta = server.write_stream_frames(&mut buf, 1000, true);
+        assert_eq!(meta[0].id, id_new);
+        assert_eq!(meta[1].id, id_old);
+        assert!(!server.can_send_stream_data());
     }
 
     #[test]
