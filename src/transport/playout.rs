@@ -31,6 +31,12 @@ const JITTER_WINDOW_US: u64 = 2_000_000;
 const BASE_WINDOW_US: u64 = 10_000_000;
 /// At most one packet dropped to shrink the delay per this interval.
 const SHRINK_EVERY_US: u64 = 120_000;
+/// A packet this far over the base waited in a queue through an outage (the link's
+/// buffer gives it up when the link returns, seconds late): dropped, not played.
+const STALE_US: u64 = MAX_DELAY_US + 400_000;
+/// Unless every packet has been that late for this long: then the path itself got
+/// slower (a new route), and its delay becomes the base.
+const REBASE_AFTER_US: u64 = 1_000_000;
 
 #[derive(Debug)]
 pub struct Playout<T> {
@@ -47,6 +53,8 @@ pub struct Playout<T> {
     queueing: VecDeque<(u64, i64)>,
     delay_us: u64,
     last_shrink_us: u64,
+    /// Since when every packet has been stale (see [`STALE_US`]).
+    stale_since: Option<u64>,
     /// Packets dropped to shrink the delay, and packets that came too late.
     pub shrunk: u64,
     pub late: u64,
@@ -87,6 +95,7 @@ impl<T> Playout<T> {
             queueing: VecDeque::new(),
             delay_us: MIN_DELAY_US,
             last_shrink_us: 0,
+            stale_since: None,
             shrunk: 0,
             late: 0,
         }
@@ -120,6 +129,20 @@ impl<T> Playout<T> {
         {
             self.transits.pop_front();
         }
+        // Sound from before an outage, delivered when the link returns: seconds old,
+        // and playing it would put the lesson seconds behind (then cut it short to
+        // catch up). Unless the path itself got that much slower: after a second of
+        // nothing else, its delay is the new base.
+        if (transit - self.base()).max(0) as u64 > STALE_US {
+            let since = *self.stale_since.get_or_insert(now_us);
+            if now_us.saturating_sub(since) < REBASE_AFTER_US {
+                self.late += 1;
+                return Err(Late);
+            }
+            self.transits.retain(|&(at, _)| at >= since);
+            self.queueing.clear();
+        }
+        self.stale_since = None;
         // Attack: this packet's wait over the base, plus headroom, at once; but only
         // for the newest packet so far. One that comes after its successors was lost
         // and sent again a round trip later: waiting a round trip for every such
@@ -388,9 +411,40 @@ mod tests {
     }
 
     #[test]
+    fn sound_held_up_by_an_outage_is_dropped_not_played_late() {
+        // Packets sent as a 5 s outage began wait in the link's queue and arrive
+        // when it returns, just ahead of the live ones.
+        let mut delays: Vec<Option<u64>> = vec![Some(40); 100];
+        delays.extend(vec![Some(5_040); 10]);
+        delays.extend(vec![None; 240]);
+        delays.extend(vec![Some(40); 100]);
+        let (released, p) = run(&delays);
+        assert!(
+            !released.iter().any(|r| (100..110).contains(&r.0)),
+            "none of the stale packets played"
+        );
+        assert_eq!(p.late, 10);
+        assert!(released.iter().any(|r| r.0 == 449), "the live ones play");
+        assert_eq!(p.delay_us(), MIN_DELAY_US);
+    }
+
+    #[test]
+    fn a_slower_path_becomes_the_base_after_a_second() {
+        // The one-way delay rises from 40 ms to 1.5 s for good (a new route).
+        let mut delays: Vec<Option<u64>> = vec![Some(40); 50];
+        delays.extend(vec![Some(1_500); 250]);
+        let (released, _) = run(&delays);
+        // The first second of it is dropped, then it plays again.
+        assert!(released.iter().any(|r| r.0 == 299));
+        let resumed = released.iter().find(|r| r.0 >= 50).unwrap().0;
+        assert!((95..=110).contains(&resumed), "resumed at packet {resumed}");
+    }
+
+    #[test]
     fn the_delay_is_bounded() {
+        // 860 ms over the base: under the stale line, over the bound.
         let mut delays = vec![Some(40); 10];
-        delays.extend(vec![Some(2000); 10]);
+        delays.extend(vec![Some(900); 10]);
         let (_, p) = run(&delays);
         assert_eq!(p.delay_us(), MAX_DELAY_US);
     }
