@@ -66,8 +66,15 @@ pub struct Display {
     codec: VideoCodec,
     /// Capture time (µs) that maps to PTS zero; set by the first frame.
     epoch_us: Arc<AtomicU64>,
+    /// Capture time of the last sound handed in (see [`SOUND_RESTART_US`]).
+    last_sound_us: AtomicU64,
     _bus: tokio::task::JoinHandle<()>,
 }
+
+/// Sound resuming after a hole this long (an outage) starts afresh: the decoder's
+/// loss concealment is for a lost packet or two, and over a hole of seconds it
+/// made one block of invented sound as old as the hole.
+const SOUND_RESTART_US: u64 = 200_000;
 
 /// Headroom below the first frame's capture time, so a slightly older frame on the
 /// other track still gets a positive PTS.
@@ -169,6 +176,7 @@ impl Display {
             audio_in,
             codec: settings.codec,
             epoch_us,
+            last_sound_us: AtomicU64::new(0),
             _bus: bus,
         })
     }
@@ -196,6 +204,12 @@ impl Display {
             ));
             if !frame.keyframe {
                 buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+            if frame.track == TrackKind::Audio {
+                let last = self.last_sound_us.swap(frame.capture_us, Ordering::Relaxed);
+                if last != 0 && frame.capture_us.saturating_sub(last) > SOUND_RESTART_US {
+                    buffer.set_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
+                }
             }
         }
         let src = match frame.track {
