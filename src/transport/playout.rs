@@ -45,9 +45,7 @@ pub struct Playout<T> {
     /// The highest sequence number that has arrived.
     newest: Option<u64>,
     held: BTreeMap<u64, Held<T>>,
-    /// (arrival, transit) of recent packets, oldest first; transit may be negative
-    /// (sender and receiver clocks differ), only differences matter.
-    transits: VecDeque<(u64, i64)>,
+    transits: Transits,
     /// Transits of packets that were the newest when they came (queueing, not
     /// retransmission): what the delay shrinks towards.
     queueing: VecDeque<(u64, i64)>,
@@ -91,7 +89,7 @@ impl<T> Playout<T> {
             next: None,
             newest: None,
             held: BTreeMap::new(),
-            transits: VecDeque::new(),
+            transits: Transits::default(),
             queueing: VecDeque::new(),
             delay_us: MIN_DELAY_US,
             last_shrink_us: 0,
@@ -109,7 +107,7 @@ impl<T> Playout<T> {
     /// A packet captured at `capture_us` (the sender's clock) plays at `capture_us`
     /// plus this, on the receiver's clock; `None` before any packet.
     pub fn offset_us(&self) -> Option<i64> {
-        (!self.transits.is_empty()).then(|| self.base() + self.delay_us as i64)
+        self.transits.base().map(|base| base + self.delay_us as i64)
     }
 
     /// A packet arrived at `now_us`, captured at `capture_us` (the sender's clock).
@@ -121,14 +119,7 @@ impl<T> Playout<T> {
         item: T,
     ) -> Result<(), Late> {
         let transit = now_us as i64 - capture_us as i64;
-        self.transits.push_back((now_us, transit));
-        while self
-            .transits
-            .front()
-            .is_some_and(|&(at, _)| now_us.saturating_sub(at) > BASE_WINDOW_US)
-        {
-            self.transits.pop_front();
-        }
+        self.transits.push(now_us, transit);
         // Sound from before an outage, delivered when the link returns: seconds old,
         // and playing it would put the lesson seconds behind (then cut it short to
         // catch up). Unless the path itself got that much slower: after a second of
@@ -139,7 +130,7 @@ impl<T> Playout<T> {
                 self.late += 1;
                 return Err(Late);
             }
-            self.transits.retain(|&(at, _)| at >= since);
+            self.transits.keep_since(since);
             self.queueing.clear();
         }
         self.stale_since = None;
@@ -221,7 +212,7 @@ impl<T> Playout<T> {
     }
 
     fn base(&self) -> i64 {
-        self.transits.iter().map(|&(_, t)| t).min().unwrap_or(0)
+        self.transits.base().unwrap_or(0)
     }
 
     /// The delay is a packet or more above what the last few seconds needed.
@@ -238,6 +229,39 @@ impl<T> Playout<T> {
             .unwrap_or(0);
         let wanted = (worst + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
         self.delay_us >= wanted + 20_000
+    }
+}
+
+/// Recent transit times (arrival minus capture, on two different clocks, so only
+/// differences matter); the smallest over [`BASE_WINDOW_US`] is the path's own delay
+/// plus the clocks' offset: the base that waits and staleness are measured from.
+#[derive(Debug, Default)]
+pub struct Transits {
+    /// (arrival, transit), oldest first.
+    recent: VecDeque<(u64, i64)>,
+}
+
+impl Transits {
+    /// Something arrived at `now_us` after `transit` microseconds.
+    pub fn push(&mut self, now_us: u64, transit: i64) {
+        self.recent.push_back((now_us, transit));
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(at, _)| now_us.saturating_sub(at) > BASE_WINDOW_US)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The smallest recent transit; `None` before anything arrived.
+    pub fn base(&self) -> Option<i64> {
+        self.recent.iter().map(|&(_, t)| t).min()
+    }
+
+    /// Forget what arrived before `since_us` (the path changed then).
+    pub fn keep_since(&mut self, since_us: u64) {
+        self.recent.retain(|&(at, _)| at >= since_us);
     }
 }
 

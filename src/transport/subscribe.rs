@@ -10,7 +10,13 @@ use std::time::Duration;
 use moq_net::{broadcast, group, track};
 use tokio::sync::mpsc;
 
-use super::{TransportError, catalog::Catalog, lipsync::LipSync, playout::Playout, publish};
+use super::{
+    TransportError,
+    catalog::Catalog,
+    lipsync::LipSync,
+    playout::{Playout, Transits},
+    publish,
+};
 use crate::{
     frame::{Frame, TrackKind, unix_micros},
     stats::LessonStats,
@@ -58,6 +64,7 @@ pub async fn forward_track(
         budget,
         last_sequence: None,
         lip_sync: LipSync::default(),
+        transits: Transits::default(),
     };
     match kind {
         TrackKind::Video => forward.video(track).await,
@@ -74,7 +81,14 @@ struct Forwarder<'a> {
     last_sequence: Option<u64>,
     /// Video: pictures wait here for the sound captured with them.
     lip_sync: LipSync<Frame>,
+    /// Video: how long pictures took to come, to tell a stale one (see [`STALE_US`]).
+    transits: Transits,
 }
+
+/// A picture this much later than the quickest lately waited in the link's queue
+/// through an outage: its group is given up rather than shown seconds late (the
+/// next keyframe comes within a second). A drop's own backlog stays under it.
+const STALE_US: i64 = 2_000_000;
 
 impl Forwarder<'_> {
     /// Video: a newer group (a new keyframe) supersedes the GOP being read, once its
@@ -122,13 +136,17 @@ impl Forwarder<'_> {
                     let waiting = next.take().map(|(group, _)| group);
                     // Otherwise empty, or reset by the sender as stale before its keyframe.
                     tracing::trace!(sequence = ?waiting.as_ref().map(|g| g.sequence), ok = matches!(keyframe, Ok(Some(_))), "waiting group's keyframe");
-                    if let Ok(Some(frame)) = keyframe {
+                    if let Ok(Some(frame)) = keyframe
+                        && self.pass(frame.payload)
+                    {
                         current = waiting;
-                        self.pass(frame.payload);
                     }
                 }
                 frame = read_next(current.as_mut()) => match frame {
-                    Ok(Some(frame)) => self.pass(frame.payload),
+                    Ok(Some(frame)) => if !self.pass(frame.payload) {
+                        tracing::debug!(sequence = ?current.as_ref().map(|g| g.sequence), "stale group given up");
+                        current = next.take().map(|(group, _)| group);
+                    },
                     // The group is complete, or was cut short (reset by the sender as
                     // stale); a waiting group takes over when its keyframe is in.
                     Ok(None) | Err(_) => {
@@ -204,13 +222,26 @@ impl Forwarder<'_> {
         self.last_sequence = Some(self.last_sequence.map_or(sequence, |l| l.max(sequence)));
     }
 
-    /// A picture that arrived: it plays with its sound (see [`LipSync`]).
-    fn pass(&mut self, payload: bytes::Bytes) {
-        if let Some(frame) = self.decode(payload) {
-            let sound = self.stats.sound_offset();
-            self.lip_sync
-                .push(unix_micros(), frame.capture_us, sound, frame);
+    /// A picture that arrived: it plays with its sound (see [`LipSync`]). False when
+    /// it is stale (see [`STALE_US`]) and was dropped: the rest of its group is too.
+    fn pass(&mut self, payload: bytes::Bytes) -> bool {
+        let Some(frame) = self.decode(payload) else {
+            return true;
+        };
+        let now = unix_micros();
+        let transit = now as i64 - frame.capture_us as i64;
+        self.transits.push(now, transit);
+        if self
+            .transits
+            .base()
+            .is_some_and(|base| transit - base > STALE_US)
+        {
+            self.stats.record_dropped(self.kind);
+            return false;
         }
+        let sound = self.stats.sound_offset();
+        self.lip_sync.push(now, frame.capture_us, sound, frame);
+        true
     }
 
     /// Parse one received frame (counted as received); a bad one is counted and skipped.
