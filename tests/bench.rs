@@ -1,7 +1,25 @@
 //! A short `classbox bench` run on a step trace: the figures are produced and sane
 //! (not the targets: timing on a shared CI machine is not asserted).
 
-use std::process::Command;
+mod common;
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+/// `classbox bench ARGS TRACE`, which must succeed.
+fn bench(args: &[&str], trace: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_classbox"))
+        .arg("bench")
+        .args(args)
+        .arg(trace)
+        .env("CLASSBOX_LOG", "error")
+        .output()
+        .unwrap();
+    common::assert_succeeded(&out);
+    out
+}
 
 #[test]
 fn bench_produces_sane_figures_for_ours_and_the_srt_baseline() {
@@ -17,17 +35,7 @@ fn bench_produces_sane_figures_for_ours_and_the_srt_baseline() {
     let trace = dir.path().join("step.trace");
     std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_classbox"))
-        .args(["bench", "--duration", "10", "--json"])
-        .arg(&trace)
-        .env("CLASSBOX_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bench(&["--duration", "10", "--json"], &trace);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/10 s"), "no progress line: {stderr}");
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -78,17 +86,15 @@ fn nothing_from_before_an_outage_plays_after_it() {
     std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
     let timeline = dir.path().join("timeline.csv");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_classbox"))
-        .args(["bench", "--duration", "12", "--no-baseline", "--timeline"])
-        .arg(&timeline)
-        .arg(&trace)
-        .env("CLASSBOX_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    bench(
+        &[
+            "--duration",
+            "12",
+            "--no-baseline",
+            "--timeline",
+            timeline.to_str().unwrap(),
+        ],
+        &trace,
     );
     let csv = std::fs::read_to_string(&timeline).unwrap();
     let mut after = [0usize; 2];

@@ -1,6 +1,8 @@
 //! The binary as a user meets it: config errors name the key, `--check`, `doctor`,
 //! `relay token`, `--version`.
 
+mod common;
+
 use std::process::Command;
 
 fn classbox() -> Command {
@@ -80,11 +82,7 @@ fn bad_config_fails_fast_naming_the_key() {
         .arg("classroom")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("set-up page"));
 
     // A missing explicit config file is an error, not silently the defaults.
@@ -110,11 +108,7 @@ fn good_config_checks_out() {
         .arg("classroom")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
 }
 
@@ -130,11 +124,7 @@ fn relay_token_and_fingerprint_commands() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(token.split('.').count(), 3, "{token}");
     // The key the token was signed with is kept for the relay.
@@ -169,11 +159,7 @@ fn doctor_json_reports_profile_and_elements() {
         .args(["doctor", "--json", "--config", "/dev/null"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         v["media"]["gstreamer_version"]
@@ -238,9 +224,5 @@ fn example_config_is_valid() {
         .args(["--check", "--config", path, "relay"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
 }

@@ -55,11 +55,7 @@ async fn kill_9_during_sync_loses_nothing_and_sends_nothing_twice() {
         .arg(&events)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{RECORDS} events queued")));
 
     let outbox = Outbox::open(&state.join("outbox")).await.unwrap();

@@ -48,7 +48,7 @@ pub struct Playout<T> {
     transits: Transits,
     /// Transits of packets that were the newest when they came (queueing, not
     /// retransmission): what the delay shrinks towards.
-    queueing: VecDeque<(u64, i64)>,
+    queueing: Transits,
     delay_us: u64,
     last_shrink_us: u64,
     /// Since when every packet has been stale (see [`STALE_US`]).
@@ -89,8 +89,8 @@ impl<T> Playout<T> {
             next: None,
             newest: None,
             held: BTreeMap::new(),
-            transits: Transits::default(),
-            queueing: VecDeque::new(),
+            transits: Transits::over(BASE_WINDOW_US),
+            queueing: Transits::over(JITTER_WINDOW_US),
             delay_us: MIN_DELAY_US,
             last_shrink_us: 0,
             stale_since: None,
@@ -131,7 +131,7 @@ impl<T> Playout<T> {
                 return Err(Late);
             }
             self.transits.keep_since(since);
-            self.queueing.clear();
+            self.queueing.keep_since(since);
         }
         self.stale_since = None;
         // Attack: this packet's wait over the base, plus headroom, at once; but only
@@ -142,14 +142,7 @@ impl<T> Playout<T> {
         let newest = self.newest.is_none_or(|n| sequence > n);
         if newest {
             self.newest = Some(sequence);
-            self.queueing.push_back((now_us, transit));
-            while self
-                .queueing
-                .front()
-                .is_some_and(|&(at, _)| now_us.saturating_sub(at) > JITTER_WINDOW_US)
-            {
-                self.queueing.pop_front();
-            }
+            self.queueing.push(now_us, transit);
             let extra = (transit - self.base()).max(0) as u64;
             let needed = extra + MARGIN_US;
             if needed > self.delay_us {
@@ -223,32 +216,47 @@ impl<T> Playout<T> {
         let base = self.base();
         let worst = self
             .queueing
-            .iter()
-            .map(|&(_, t)| (t - base).max(0) as u64)
-            .max()
-            .unwrap_or(0);
+            .worst()
+            .map_or(0, |worst| (worst - base).max(0) as u64);
         let wanted = (worst + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
         self.delay_us >= wanted + 20_000
     }
 }
 
 /// Recent transit times (arrival minus capture, on two different clocks, so only
-/// differences matter); the smallest over [`BASE_WINDOW_US`] is the path's own delay
-/// plus the clocks' offset: the base that waits and staleness are measured from.
-#[derive(Debug, Default)]
+/// differences matter) over a window of time. The smallest over [`BASE_WINDOW_US`] is
+/// the path's own delay plus the clocks' offset: the base that waits and staleness
+/// are measured from.
+#[derive(Debug)]
 pub struct Transits {
+    span_us: u64,
     /// (arrival, transit), oldest first.
     recent: VecDeque<(u64, i64)>,
 }
 
+impl Default for Transits {
+    /// Over [`BASE_WINDOW_US`], for a base.
+    fn default() -> Self {
+        Self::over(BASE_WINDOW_US)
+    }
+}
+
 impl Transits {
+    /// Transits of the last `span_us`.
+    pub fn over(span_us: u64) -> Self {
+        Self {
+            span_us,
+            recent: VecDeque::new(),
+        }
+    }
+
     /// Something arrived at `now_us` after `transit` microseconds.
     pub fn push(&mut self, now_us: u64, transit: i64) {
         self.recent.push_back((now_us, transit));
         while self
             .recent
             .front()
-            .is_some_and(|&(at, _)| now_us.saturating_sub(at) > BASE_WINDOW_US)
+            .is_some_and(|&(at, _)| now_us.saturating_sub(at) > self.span_us)
         {
             self.recent.pop_front();
         }
@@ -257,6 +265,11 @@ impl Transits {
     /// The smallest recent transit; `None` before anything arrived.
     pub fn base(&self) -> Option<i64> {
         self.recent.iter().map(|&(_, t)| t).min()
+    }
+
+    /// The largest recent transit.
+    pub fn worst(&self) -> Option<i64> {
+        self.recent.iter().map(|&(_, t)| t).max()
     }
 
     /// Forget what arrived before `since_us` (the path changed then).

@@ -18,6 +18,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod browser;
+
+/// A command's output, which must be a success (its stderr says why not).
+pub fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 pub mod lms;
 
 /// Poll an async condition until it holds; panics after `limit` (a hang guard, not a
