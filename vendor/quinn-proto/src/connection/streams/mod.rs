@@ -373,7 +373,14 @@ impl<'a> SendStream<'a> {
         // above its stale key indefinitely. Queue it again at the new priority; the
         // stale entry is skipped when popped (see `write_stream_frames`).
         if requeue {
-            self.state.pending.push_pending(self.id, priority);
+            let state = &mut *self.state;
+            state.pending.push_pending(self.id, priority);
+            let send = &state.send;
+            state.pending.compact_if_large(|entry| {
+                send.get(&entry.id)
+                    .and_then(|s| s.as_ref())
+                    .is_some_and(|s| s.priority == entry.priority && s.is_pending() && !s.is_reset())
+            });
         }
         Ok(())
     }
@@ -402,7 +409,13 @@ struct PendingStreamsQueue {
     /// A monotonically decreasing counter, used to implement round-robin scheduling for streams of the same priority.
     /// Underflowing is not a practical concern, as it is initialized to u64::MAX and only decremented by 1 in `push_pending`
     recency: u64,
+    /// classbox patch: when `streams` outgrows this, entries left behind by priority
+    /// changes are dropped (see `compact`).
+    compact_at: usize,
 }
+
+/// classbox patch: the least `compact_at`.
+const COMPACT_AT_LEAST: usize = 1024;
 
 impl PendingStreamsQueue {
     fn new() -> Self {
@@ -410,7 +423,27 @@ impl PendingStreamsQueue {
             streams: BinaryHeap::new(),
             next: None,
             recency: u64::MAX,
+            compact_at: COMPACT_AT_LEAST,
         }
+    }
+
+    /// classbox patch: every priority change of a queued stream adds an entry, and a
+    /// stale one is only dropped when it reaches the top. Under a congestion that
+    /// never lets the queue drain, those below the live data would pile up (moq-lite
+    /// re-ranks every queued group whenever a group comes or goes): past
+    /// `compact_at`, keep only the entries `current` says are live, one per stream
+    /// (the earliest queued, which keeps its round-robin turn).
+    fn compact_if_large(&mut self, mut current: impl FnMut(&PendingStream) -> bool) {
+        if self.streams.len() <= self.compact_at {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.streams).into_vec();
+        // Earliest queued first within a stream: higher recency.
+        entries.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(b.recency.cmp(&a.recency)));
+        entries.retain(|entry| current(entry));
+        entries.dedup_by(|later, first| later.id == first.id);
+        self.streams = BinaryHeap::from(entries);
+        self.compact_at = (2 * self.streams.len()).max(COMPACT_AT_LEAST);
     }
 
     /// Reinsert a stream that was pending and still contains unsent data.

@@ -1680,6 +1680,57 @@ mod tests {
         assert_eq!(server.pending.len(), 0);
     }
 
+    /// classbox patch: priority changes of queued streams that never drain (a link
+    /// that never catches up) do not grow the send queue without bound, and the
+    /// queue still sends every stream at its latest priority.
+    #[test]
+    fn priority_changes_do_not_pile_up() {
+        let mut server = make(Side::Server);
+        server.set_params(&TransportParameters {
+            initial_max_streams_bidi: 3u32.into(),
+            initial_max_data: 1000u32.into(),
+            initial_max_stream_data_bidi_remote: 1000u32.into(),
+            ..TransportParameters::default()
+        });
+
+        let (mut pending, state) = (Retransmits::default(), ConnState::Established);
+        let mut streams = Streams {
+            state: &mut server,
+            conn_state: &state,
+        };
+        let a = streams.open(Dir::Bi).unwrap();
+        let b = streams.open(Dir::Bi).unwrap();
+        for id in [a, b] {
+            let mut stream = SendStream {
+                id,
+                state: &mut server,
+                pending: &mut pending,
+                conn_state: &state,
+            };
+            assert_eq!(stream.write(&[0; 100]).unwrap(), 100);
+        }
+        for round in 0..10_000i32 {
+            for (id, priority) in [(a, round % 7), (b, round % 5)] {
+                let mut stream = SendStream {
+                    id,
+                    state: &mut server,
+                    pending: &mut pending,
+                    conn_state: &state,
+                };
+                stream.set_priority(priority).unwrap();
+            }
+        }
+        assert!(server.pending.len() <= 2 * super::super::COMPACT_AT_LEAST, "{}", server.pending.len());
+
+        // The last priorities were a: 9999 % 7 = 3, b: 9999 % 5 = 4: b first.
+        let mut buf = Vec::with_capacity(1000);
+        let meta = server.write_stream_frames(&mut buf, 1000, true);
+        assert_eq!(meta.len(), 2);
+        assert_eq!(meta[0].id, b);
+        assert_eq!(meta[1].id, a);
+        assert!(!server.can_send_stream_data());
+    }
+
     /// classbox patch: a queued stream whose priority rises overtakes the others at
     /// once, instead of waiting at the priority it was queued with.
     #[test]
