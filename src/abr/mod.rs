@@ -514,13 +514,15 @@ impl ReceiverSet {
 
     /// A report from `box_id`; returns that box's decision.
     pub fn on_report(&mut self, now: Duration, box_id: &str, report: &ReceiverReport) -> Decision {
-        let (controller, last) = self
-            .boxes
-            .entry(box_id.to_string())
-            .or_insert_with(|| (AbrController::new(self.settings.clone()), now));
+        let (controller, last) = self.boxes.entry(box_id.to_string()).or_insert_with(|| {
+            // A box that joins learns what the encoder does now; later changes reach
+            // it through `set_encoder`.
+            let mut controller = AbrController::new(self.settings.clone());
+            controller.set_app_limited(self.encoder.0);
+            controller.set_produced(self.encoder.1);
+            (controller, now)
+        });
         *last = now;
-        controller.set_app_limited(self.encoder.0);
-        controller.set_produced(self.encoder.1);
         controller.on_report(now, report)
     }
 

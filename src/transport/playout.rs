@@ -89,7 +89,7 @@ impl<T> Playout<T> {
             next: None,
             newest: None,
             held: BTreeMap::new(),
-            transits: Transits::over(BASE_WINDOW_US),
+            transits: Transits::default(),
             queueing: Transits::over(JITTER_WINDOW_US),
             delay_us: MIN_DELAY_US,
             last_shrink_us: 0,
