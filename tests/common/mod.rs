@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    net::SocketAddr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -109,7 +110,12 @@ impl TestRelay {
 
     /// Config for a teacher or a box in `room`, headless, with a fresh token.
     pub fn client_config(&self, room: &str, role: Role) -> Config {
-        let mut c = self.inner.client_config(self.addr, room, role);
+        self.client_config_via(self.addr, room, role)
+    }
+
+    /// As [`Self::client_config`], reaching the relay at `via` (a link emulator).
+    pub fn client_config_via(&self, via: SocketAddr, room: &str, role: Role) -> Config {
+        let mut c = self.inner.client_config(via, room, role);
         c.classroom.display = DisplayMode::Headless;
         c
     }

@@ -65,6 +65,8 @@ struct Shared<S: crate::transport::poll::Session> {
 	// Control streams still serving the peer data, which a draining close waits for.
 	owed: AtomicUsize,
 	estimate: kio::ProducerWeak<crate::session::Estimate>,
+	/// Arms each group's predecessor grace (classbox patch).
+	runtime: crate::time::Clock,
 }
 
 /// Largest millisecond duration every implementation can carry losslessly.
@@ -165,6 +167,7 @@ impl<S: crate::transport::poll::Session> Publisher<S> {
 				goaway: config.goaway,
 				owed: AtomicUsize::new(0),
 				estimate: config.estimate,
+				runtime: config.runtime.clone(),
 			}),
 			runtime: config.runtime,
 			accept,
@@ -1314,6 +1317,7 @@ impl<S: crate::transport::poll::Session> Request<S> for SubscribeServe<S> {
 						version: shared.version,
 						timescale,
 						opens: Default::default(),
+						runtime: shared.runtime.clone(),
 					};
 
 					let mut run = TrackRun::new(sub, track, Bounds::from(&msg), track_priority_tx);
@@ -2251,6 +2255,8 @@ struct Subscription<S: crate::transport::poll::Session> {
 	timescale: Option<crate::Timescale>,
 	/// The group streams this subscription opened, shared by every group it serves.
 	opens: Arc<Opens>,
+	/// Arms each group's predecessor grace (classbox patch).
+	runtime: crate::time::Clock,
 }
 
 /// Counts a subscription's group streams for lite-07's SUBSCRIBE_END.
@@ -2571,10 +2577,12 @@ impl<S: crate::transport::poll::Session> TrackRun<S> {
 		// The subscribe id scopes the group tie-break: one queue serves every
 		// subscription on the session, and only groups of the same one may be
 		// ranked against each other by sequence.
-		let handle = self
-			.ctx
-			.priority
-			.insert(Priority::new(current_priority, self.ctx.id, sequence));
+		// classbox patch: behind the group before it for a moment (see `Priority`).
+		let handle = self.ctx.priority.insert(Priority::behind_predecessor(
+			current_priority,
+			self.ctx.id,
+			sequence,
+		));
 		self.children
 			.push(GroupServe::new(self.ctx.clone(), sequence, frame_start, handle, group));
 	}
@@ -2585,6 +2593,8 @@ impl<S: crate::transport::poll::Session> TrackRun<S> {
 struct GroupServe<S: crate::transport::poll::Session> {
 	ctx: Subscription<S>,
 	priority: PriorityHandle,
+	/// When the group stops yielding to its predecessor (classbox patch).
+	promote: Option<crate::runtime::Deadline<crate::time::Clock>>,
 	group: group::Consumer,
 	sequence: u64,
 	frame_start: u64,
@@ -2627,9 +2637,14 @@ impl<S: crate::transport::poll::Session> GroupServe<S> {
 		group: group::Consumer,
 	) -> Self {
 		ctx.opens.pending.fetch_add(1, Ordering::Relaxed);
+		let promote = Some(crate::runtime::Deadline::after(
+			&ctx.runtime,
+			super::priority::PREDECESSOR_GRACE,
+		));
 		Self {
 			ctx,
 			priority,
+			promote,
 			group,
 			sequence,
 			frame_start,
@@ -2652,6 +2667,17 @@ impl<S: crate::transport::poll::Session> GroupServe<S> {
 	/// every failure as Cancel.
 	fn poll_serve(&mut self, waiter: &kio::Waiter) -> Poll<Result<(), Error>> {
 		loop {
+			// classbox patch: the grace behind the predecessor is over.
+			if let Some(grace) = &mut self.promote
+				&& grace.poll(waiter).is_ready()
+			{
+				self.promote = None;
+				let rank = self.priority.promote();
+				tracing::trace!(sequence = self.sequence, rank, "group no longer yields to its predecessor");
+				if let GroupState::Serve { writer, .. } | GroupState::Closed { writer } = &mut self.state {
+					writer.set_priority(PriorityHandle::send_order_of(rank));
+				}
+			}
 			// Queue and SUBSCRIBE_UPDATE priority changes apply on every pass, whatever
 			// the stream is blocked on, including a FIN awaiting its acknowledgement
 			// (the transport still schedules its retransmissions). The rank is re-read
@@ -3013,6 +3039,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3054,6 +3081,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3099,6 +3127,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3162,6 +3191,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3232,6 +3262,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3276,6 +3307,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3317,6 +3349,7 @@ mod serve_group_test {
 			version: Version::Lite06,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 
 		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
@@ -3343,6 +3376,48 @@ mod serve_group_test {
 		assert!(log.resets().is_empty());
 	}
 
+	/// classbox patch: a new group's stream goes after its predecessor's for
+	/// `PREDECESSOR_GRACE`, then first.
+	#[tokio::test(start_paused = true)]
+	async fn a_new_group_yields_to_its_predecessor_for_the_grace() {
+		let session = SinkSession::new(Log::default()).with_unacked_fin();
+		let log = session.log.clone();
+		let track_priority = kio::Producer::new(0u8);
+		let subscription = Subscription {
+			session,
+			id: 0,
+			track_name: "test".into(),
+			priority: PriorityQueue::default(),
+			track_priority: track_priority.consume(),
+			track_priority_seen: 0,
+			version: Version::Lite06,
+			timescale: Some(crate::Timescale::default()),
+			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
+		};
+
+		let track = track::Producer::new(Arc::new(broadcast::Info::default()), "test", None);
+		let mut group = track.create_group(group::Info { sequence: 1 }).unwrap();
+		group.write_frame(Timestamp::ZERO, b"keyframe".as_slice()).unwrap();
+		let consumer = group.consume();
+		group.finish().unwrap();
+
+		let queue = subscription.priority.clone();
+		let _predecessor = queue.insert(Priority::new(0, 0, 0));
+		let handle = queue.insert(Priority::behind_predecessor(0, 0, 1));
+		let mut serve = std::pin::pin!(subscription.serve_group(1, 0, handle, consumer));
+		assert!(futures::poll!(serve.as_mut()).is_pending(), "the FIN is unacknowledged");
+		assert_eq!(log.priorities().last(), Some(&254), "second, after the predecessor");
+
+		tokio::time::advance(super::super::priority::PREDECESSOR_GRACE / 2).await;
+		assert!(futures::poll!(serve.as_mut()).is_pending());
+		assert_eq!(log.priorities().last(), Some(&254), "still within the grace");
+
+		tokio::time::advance(super::super::priority::PREDECESSOR_GRACE).await;
+		assert!(futures::poll!(serve.as_mut()).is_pending());
+		assert_eq!(log.priorities().last(), Some(&255), "first once the grace is over");
+	}
+
 	/// A lite-07 subscription's run loop, from group 0, and the log of its subscribe stream.
 	fn lite07_run(
 		session: SinkSession,
@@ -3361,6 +3436,7 @@ mod serve_group_test {
 			version: Version::Lite07,
 			timescale: Some(crate::Timescale::default()),
 			opens: Default::default(),
+			runtime: crate::time::Clock::tokio(),
 		};
 		let bounds = Bounds {
 			start_group: Some(0),
@@ -3412,6 +3488,7 @@ mod serve_group_test {
 			version: Version::Lite05,
 			timescale: Some(crate::Timescale::default()),
 			opens: opens.clone(),
+			runtime: crate::time::Clock::tokio(),
 		};
 		let bounds = Bounds {
 			start_group: Some(0),
@@ -3516,6 +3593,7 @@ mod serve_group_test {
 				version: Version::Lite07,
 				timescale: Some(crate::Timescale::default()),
 				opens: opens.clone(),
+				runtime: crate::time::Clock::tokio(),
 			};
 			let bounds = Bounds {
 				start_group: Some(start_group),
