@@ -58,13 +58,11 @@ async fn a_groups_last_pictures_go_before_the_next_keyframe() {
 
     // The publisher, straight to the relay.
     let teacher_origin = spawn_origin();
-    let teacher = Link::new(
-        link_settings(&relay.client_config("order", Role::Teacher)).unwrap(),
-    )
-    .unwrap()
-    .connect(&teacher_origin)
-    .await
-    .expect("publisher connects");
+    let teacher = Link::new(link_settings(&relay.client_config("order", Role::Teacher)).unwrap())
+        .unwrap()
+        .connect(&teacher_origin)
+        .await
+        .expect("publisher connects");
     let broadcast = teacher_origin.create_broadcast("teacher").unwrap();
     let video = broadcast
         .create_track(
