@@ -57,31 +57,37 @@ pub async fn forward_track(
         .track(kind.track_name())?
         .subscribe(subscription)
         .await?;
-    let mut forward = Forwarder {
-        kind,
-        out,
-        stats,
-        budget,
-        last_sequence: None,
-        lip_sync: LipSync::default(),
-        transits: Transits::default(),
-    };
+    let sink = Sink { kind, out, stats };
     match kind {
-        TrackKind::Video => forward.video(track).await,
-        TrackKind::Audio => forward.audio(track).await,
+        TrackKind::Video => {
+            let mut video = VideoForwarder {
+                sink,
+                budget,
+                last_sequence: None,
+                lip_sync: LipSync::default(),
+                transits: Transits::default(),
+            };
+            video.run(track).await
+        }
+        TrackKind::Audio => forward_audio(sink, track).await,
     }
 }
 
-struct Forwarder<'a> {
+/// Where one track's frames go, counted on the way.
+struct Sink<'a> {
     kind: TrackKind,
-    /// How long an old GOP may keep playing once a newer group exists.
-    budget: Duration,
     out: mpsc::Sender<Frame>,
     stats: &'a LessonStats,
+}
+
+struct VideoForwarder<'a> {
+    sink: Sink<'a>,
+    /// How long an old GOP may keep playing once a newer group exists.
+    budget: Duration,
     last_sequence: Option<u64>,
-    /// Video: pictures wait here for the sound captured with them.
+    /// Pictures wait here for the sound captured with them.
     lip_sync: LipSync<Frame>,
-    /// Video: how long pictures took to come, to tell a stale one (see [`STALE_US`]).
+    /// How long pictures took to come, to tell a stale one (see [`STALE_US`]).
     transits: Transits,
 }
 
@@ -90,8 +96,8 @@ struct Forwarder<'a> {
 /// next keyframe comes within a second). A drop's own backlog stays under it.
 const STALE_US: i64 = 2_000_000;
 
-impl Forwarder<'_> {
-    /// Video: a newer group (a new keyframe) supersedes the GOP being read, once its
+impl VideoForwarder<'_> {
+    /// A newer group (a new keyframe) supersedes the GOP being read, once its
     /// keyframe has arrived whole. Until then the old GOP keeps playing: switching
     /// when the new group merely opens would show nothing for as long as a keyframe
     /// takes to cross a slow link (a quarter of a second at 500 kbit/s) and throw
@@ -99,7 +105,7 @@ impl Forwarder<'_> {
     /// longer than the latency budget: after an outage the old GOP is a backlog, and
     /// reading it on would keep its stream (and the bandwidth the new keyframe
     /// needs) busy with pictures seconds old. Dropping it cancels its stream.
-    async fn video(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
+    async fn run(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
         let mut current: Option<group::Consumer> = None;
         // The newest group waiting for its keyframe, and since when `current` has
         // been superseded (kept when a still newer group replaces the waiting one).
@@ -161,53 +167,8 @@ impl Forwarder<'_> {
                 _ = sleep_until(self.lip_sync.deadline().map(instant_at)) => {}
             }
             while let Some(frame) = self.lip_sync.pop(unix_micros()) {
-                self.deliver(frame);
+                self.sink.deliver(frame);
             }
-        }
-    }
-
-    /// Audio: every group is one packet and none supersedes another. The relay sends
-    /// the newest group first when several wait, so packets can arrive out of order,
-    /// and a lost one waits a round trip for its retransmission. They are read side by
-    /// side and released in order, each at its turn, by the [`Playout`] buffer, whose
-    /// delay follows the link's jitter (a missing packet is given up at its turn: the
-    /// decoder's loss concealment covers it).
-    async fn audio(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
-        use futures::stream::{FuturesUnordered, StreamExt};
-        let mut reading = FuturesUnordered::new();
-        let mut playout = Playout::new();
-        loop {
-            let deadline = playout.deadline().map(instant_at);
-            tokio::select! {
-                next = track.recv_group() => match next? {
-                    Some(mut group) => {
-                        let sequence = group.sequence;
-                        reading.push(async move { (sequence, group.read_frame().await) });
-                    }
-                    None => return Ok(()),
-                },
-                Some((sequence, frame)) = reading.next(), if !reading.is_empty() => {
-                    if let Ok(Some(frame)) = frame
-                        && let Some(frame) = self.decode(frame.payload)
-                        && playout.push(unix_micros(), sequence, frame.capture_us, frame).is_err()
-                    {
-                        self.stats.record_dropped(self.kind);
-                    }
-                }
-                _ = sleep_until(deadline) => {}
-            }
-            while let Some(release) = playout.pop(unix_micros()) {
-                for _ in 0..release.skipped {
-                    self.stats.record_group_skipped(self.kind);
-                }
-                for _ in 0..release.dropped {
-                    self.stats.record_dropped(self.kind);
-                }
-                self.deliver(release.item);
-            }
-            self.stats
-                .set_audio_delay(Duration::from_micros(playout.delay_us()));
-            self.stats.set_sound_offset(playout.offset_us());
         }
     }
 
@@ -216,7 +177,7 @@ impl Forwarder<'_> {
     fn count_gap(&mut self, sequence: u64) {
         if let Some(last) = self.last_sequence {
             for _ in last + 1..sequence {
-                self.stats.record_group_skipped(self.kind);
+                self.sink.stats.record_group_skipped(self.sink.kind);
             }
         }
         self.last_sequence = Some(self.last_sequence.map_or(sequence, |l| l.max(sequence)));
@@ -225,7 +186,7 @@ impl Forwarder<'_> {
     /// A picture that arrived: it plays with its sound (see [`LipSync`]). False when
     /// it is stale (see [`STALE_US`]) and was dropped: the rest of its group is too.
     fn pass(&mut self, payload: bytes::Bytes) -> bool {
-        let Some(frame) = self.decode(payload) else {
+        let Some(frame) = self.sink.decode(payload) else {
             return true;
         };
         let now = unix_micros();
@@ -236,14 +197,16 @@ impl Forwarder<'_> {
             .base()
             .is_some_and(|base| transit - base > STALE_US)
         {
-            self.stats.record_dropped(self.kind);
+            self.sink.stats.record_dropped(self.sink.kind);
             return false;
         }
-        let sound = self.stats.sound_offset();
+        let sound = self.sink.stats.sound_offset();
         self.lip_sync.push(now, frame.capture_us, sound, frame);
         true
     }
+}
 
+impl Sink<'_> {
     /// Parse one received frame (counted as received); a bad one is counted and skipped.
     fn decode(&mut self, payload: bytes::Bytes) -> Option<Frame> {
         let size = payload.len();
@@ -266,6 +229,54 @@ impl Forwarder<'_> {
         if self.out.try_send(frame).is_err() {
             self.stats.record_dropped(self.kind);
         }
+    }
+}
+
+/// Audio: every group is one packet and none supersedes another. The relay sends
+/// the newest group first when several wait, so packets can arrive out of order,
+/// and a lost one waits a round trip for its retransmission. They are read side by
+/// side and released in order, each at its turn, by the [`Playout`] buffer, whose
+/// delay follows the link's jitter (a missing packet is given up at its turn: the
+/// decoder's loss concealment covers it).
+async fn forward_audio(
+    mut sink: Sink<'_>,
+    mut track: track::Subscriber,
+) -> Result<(), TransportError> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut reading = FuturesUnordered::new();
+    let mut playout = Playout::new();
+    loop {
+        let deadline = playout.deadline().map(instant_at);
+        tokio::select! {
+            next = track.recv_group() => match next? {
+                Some(mut group) => {
+                    let sequence = group.sequence;
+                    reading.push(async move { (sequence, group.read_frame().await) });
+                }
+                None => return Ok(()),
+            },
+            Some((sequence, frame)) = reading.next(), if !reading.is_empty() => {
+                if let Ok(Some(frame)) = frame
+                    && let Some(frame) = sink.decode(frame.payload)
+                    && playout.push(unix_micros(), sequence, frame.capture_us, frame).is_err()
+                {
+                    sink.stats.record_dropped(sink.kind);
+                }
+            }
+            _ = sleep_until(deadline) => {}
+        }
+        while let Some(release) = playout.pop(unix_micros()) {
+            for _ in 0..release.skipped {
+                sink.stats.record_group_skipped(sink.kind);
+            }
+            for _ in 0..release.dropped {
+                sink.stats.record_dropped(sink.kind);
+            }
+            sink.deliver(release.item);
+        }
+        sink.stats
+            .set_audio_delay(Duration::from_micros(playout.delay_us()));
+        sink.stats.set_sound_offset(playout.offset_us());
     }
 }
 
