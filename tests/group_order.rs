@@ -106,16 +106,16 @@ async fn a_groups_last_pictures_go_before_the_next_keyframe() {
     let reader = tokio::spawn({
         let arrivals = arrivals.clone();
         async move {
-            let mut readers = Vec::new();
+            // Each group read side by side, as they come.
             while let Ok(Some(mut group)) = subscriber.recv_group().await {
                 let arrivals = arrivals.clone();
-                readers.push(tokio::spawn(async move {
+                tokio::spawn(async move {
                     let mut index = 0;
                     while let Ok(Some(_)) = group.read_frame().await {
                         arrivals.lock().unwrap().push((group.sequence, index));
                         index += 1;
                     }
-                }));
+                });
             }
         }
     });

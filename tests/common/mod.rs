@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod browser;
+pub mod lms;
 
 /// A command's output, which must be a success (its stderr says why not).
 pub fn assert_succeeded(out: &std::process::Output) {
@@ -28,7 +29,6 @@ pub fn assert_succeeded(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-pub mod lms;
 
 /// Poll an async condition until it holds; panics after `limit` (a hang guard, not a
 /// timing assertion).

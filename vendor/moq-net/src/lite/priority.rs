@@ -41,7 +41,9 @@ pub struct Priority {
 	track: u8,
 	subscribe: u64,
 	/// `2 x group + 1`, or `2 x group - 2` while behind its predecessor: just under the
-	/// predecessor's `2 x group - 1` and still over every older group's.
+	/// predecessor's `2 x group - 1` and still over every older group's. A predecessor
+	/// still within its own grace (`2 x group - 4`) does not get ahead: two groups that
+	/// open within the grace of each other go newest-first, as without the patch.
 	order: u64,
 }
 
