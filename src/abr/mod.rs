@@ -139,6 +139,10 @@ const BEHIND_BELOW: f64 = 0.95;
 /// what arrives.
 const STUCK_BELOW: f64 = 0.9;
 const BEHIND_REPORTS: u32 = 4;
+/// How long after the link was found full the target stays under [`FRESH_SHARE`] of
+/// what it carried then.
+const CEILING_FRESH: Duration = Duration::from_secs(10);
+const FRESH_SHARE: f64 = 0.9;
 
 impl AbrController {
     pub fn new(settings: AbrSettings) -> Self {
@@ -307,9 +311,14 @@ impl AbrController {
         {
             self.short_reports = 0;
             self.ceiling = Some((video, now));
+            // At least 15% below the target: under a fresh ceiling the target
+            // is already about what arrives less a tenth, and no picture arriving
+            // says that is still too much.
             return self.decrease(
                 now,
-                (video * 0.9).max(self.target_kbps * 0.15),
+                (video * 0.9)
+                    .min(self.target_kbps * 0.85)
+                    .max(self.target_kbps * 0.15),
                 format!("only {:.0} kbit/s arrives", report.received_kbps),
             );
         }
@@ -432,8 +441,8 @@ impl AbrController {
             && keeping_up
             && since(self.last_decrease) >= s.settle
         {
-            // Near what the link carried of pictures when it was last full
-            // (remembered for 10 s) grow gently, 5% a step: growing 20% a step into
+            // Near what the link carried of pictures when it was last full grow
+            // gently, 5% a step: growing 20% a step into
             // it filled the link again a second or two after each cut, with 300 ms
             // of queue each time. Just past it, 8% a step: 20% from there overshot
             // by half before the delay showed. Elsewhere grow fast, so a link that
@@ -442,8 +451,21 @@ impl AbrController {
             // other report; elsewhere at every report (they
             // come every `step`, give or take: one a few ms early is not a reason to
             // skip a step, which halved the growth after a rise).
+            //
+            // For [`CEILING_FRESH`] after the link was last found full the target
+            // stays under [`FRESH_SHARE`] of it: that limit is a few seconds old, and
+            // probing it at once, even 5% a step, put 130-190 ms of queue (and
+            // pictures over 400 ms late) on a 300 kbit/s link every few seconds. After
+            // that the memory stays and growth probes gently through it; a link that
+            // got better is still found at once when what arrives outgrows it (the
+            // backlog flushed by a rise does).
+            let mut cap = cap;
             let (factor, every) = match self.ceiling {
-                Some((kbps, at)) if now.saturating_sub(at) < Duration::from_secs(10) => {
+                Some((kbps, at)) => {
+                    if now.saturating_sub(at) < CEILING_FRESH {
+                        // (Never below the lowest rung: audio-only would stay so.)
+                        cap = cap.min((FRESH_SHARE * kbps).max(f64::from(ladder::min_kbps())));
+                    }
                     let near = self.target_kbps / kbps.max(1.0);
                     if (0.8..1.05).contains(&near) {
                         (1.05, s.step * 2)
@@ -453,7 +475,7 @@ impl AbrController {
                         (s.increase_factor, s.step.mul_f64(0.8))
                     }
                 }
-                _ => (s.increase_factor, s.step.mul_f64(0.8)),
+                None => (s.increase_factor, s.step.mul_f64(0.8)),
             };
             let to = self.clamp((self.target_kbps * factor).min(cap));
             if to > self.target_kbps && since(self.last_increase) >= every {
