@@ -143,6 +143,8 @@ const BEHIND_REPORTS: u32 = 4;
 /// what it carried then.
 const CEILING_FRESH: Duration = Duration::from_secs(10);
 const FRESH_SHARE: f64 = 0.9;
+/// A target over this share of the remembered full link is a probe.
+const PROBING_ABOVE: f64 = 0.95;
 
 impl AbrController {
     pub fn new(settings: AbrSettings) -> Self {
@@ -284,7 +286,18 @@ impl AbrController {
         let rising = report.queue_delay_ms > reference + 10.0;
         self.previous_delay_ms = report.queue_delay_ms;
         let in_grace = self.grace_until.is_some_and(|until| now < until);
-        let delayed = report.queue_delay_ms > s.high_delay_ms && !in_grace;
+        // Probing past where the link was last full, a queue is the expected answer:
+        // take it at two thirds of the line. Waiting for the full line let a probe
+        // 10 s after the drop to 300k put pictures over 400 ms late.
+        let probing = self
+            .ceiling
+            .is_some_and(|(kbps, _)| self.target_kbps > PROBING_ABOVE * kbps);
+        let line = if probing {
+            s.high_delay_ms * 2.0 / 3.0
+        } else {
+            s.high_delay_ms
+        };
+        let delayed = report.queue_delay_ms > line && !in_grace;
         // One report over the line can be a keyframe passing; two in a row is a queue,
         // and so is one over twice the line (a report's delay is its quickest frame's).
         self.full_reports = if delayed { self.full_reports + 1 } else { 0 };
