@@ -12,7 +12,10 @@
 
 pub mod codec;
 pub mod ladder;
+mod receivers;
 pub mod usage;
+
+pub use receivers::ReceiverSet;
 
 use std::time::Duration;
 
@@ -428,7 +431,7 @@ impl AbrController {
         // grow only to a tenth over what arrives for pictures. Not growing at all kept a
         // 300k link at 180p10 for 15 s: the encoder used 65% of 150 kbit/s, so the
         // target never reached 240p15's, with 60 kbit/s of the link unused.
-        let cap = if self.app_limited {
+        let mut cap = if self.app_limited {
             1.1 * video
         } else {
             1.5 * report.received_kbps
@@ -472,7 +475,6 @@ impl AbrController {
             // that the memory stays and growth probes gently through it; a link that
             // got better is still found at once when what arrives outgrows it (the
             // backlog flushed by a rise does).
-            let mut cap = cap;
             let (factor, every) = match self.ceiling {
                 Some((kbps, at)) => {
                     if now.saturating_sub(at) < CEILING_FRESH {
@@ -515,87 +517,6 @@ impl AbrController {
 
     pub fn is_silent(&self) -> bool {
         self.silent
-    }
-}
-
-/// One controller per classroom; the encoder follows the slowest box that has
-/// reported recently. NOTE: with a single encoding, one slow school lowers the picture
-/// for all; the relay still skips stale groups per subscriber so its latency stays
-/// bounded for everyone. Simulcast (a rendition per rung) would remove the coupling.
-#[derive(Debug)]
-pub struct ReceiverSet {
-    settings: AbrSettings,
-    boxes: std::collections::BTreeMap<String, (AbrController, Duration)>,
-    /// A box silent this long no longer counts.
-    pub forget_after: Duration,
-    /// The latest [`Self::set_encoder`], for boxes that join after it.
-    encoder: (bool, Option<f64>),
-}
-
-impl ReceiverSet {
-    pub fn new(settings: AbrSettings) -> Self {
-        Self {
-            settings,
-            boxes: Default::default(),
-            forget_after: Duration::from_secs(30),
-            encoder: (false, None),
-        }
-    }
-
-    /// Whether `box_id` has reported before (a new box wants a keyframe to join on).
-    pub fn knows(&self, box_id: &str) -> bool {
-        self.boxes.contains_key(box_id)
-    }
-
-    /// A report from `box_id`; returns that box's decision.
-    pub fn on_report(&mut self, now: Duration, box_id: &str, report: &ReceiverReport) -> Decision {
-        let (controller, last) = self.boxes.entry(box_id.to_string()).or_insert_with(|| {
-            // A box that joins learns what the encoder does now; later changes reach
-            // it through `set_encoder`.
-            let mut controller = AbrController::new(self.settings.clone());
-            controller.set_app_limited(self.encoder.0);
-            controller.set_produced(self.encoder.1);
-            (controller, now)
-        });
-        *last = now;
-        controller.on_report(now, report)
-    }
-
-    /// See [`AbrController::expect_burst`]; applies to every box.
-    pub fn expect_burst(&mut self, now: Duration, for_how_long: Duration) {
-        for (controller, _) in self.boxes.values_mut() {
-            controller.expect_burst(now, for_how_long);
-        }
-    }
-
-    /// What the encoder, shared by every box, does with its target: see
-    /// [`AbrController::set_app_limited`] and [`AbrController::set_produced`].
-    pub fn set_encoder(&mut self, app_limited: bool, produced_kbps: Option<f64>) {
-        self.encoder = (app_limited, produced_kbps);
-        for (controller, _) in self.boxes.values_mut() {
-            controller.set_app_limited(app_limited);
-            controller.set_produced(produced_kbps);
-        }
-    }
-
-    pub fn on_tick(&mut self, now: Duration) {
-        let forget = self.forget_after;
-        self.boxes
-            .retain(|_, (_, last)| now.saturating_sub(*last) < forget);
-        for (controller, _) in self.boxes.values_mut() {
-            controller.on_tick(now);
-        }
-    }
-
-    /// The bitrate to encode at: the lowest target among boxes that are listening
-    /// (silent boxes hold their last value, so an outage does not ramp others up).
-    pub fn target_kbps(&self) -> Option<u32> {
-        self.boxes.values().map(|(c, _)| c.target_kbps()).min()
-    }
-
-    /// What the pictures got lately at the box that got least, kbit/s.
-    pub fn arriving_kbps(&self) -> Option<u32> {
-        self.boxes.values().map(|(c, _)| c.arriving_kbps()).min()
     }
 }
 
