@@ -13,12 +13,23 @@
 //! missing at its turn is given up (the decoder conceals it); one that comes after its
 //! successors were released is late and dropped.
 //!
+//! The buffer starts at [`START_DELAY_US`], not at the least delay: before it has
+//! seen the link it cannot know its jitter, and a slow link shows it at once (a
+//! classroom joining at 250 kbit/s gets the picture's join burst ahead of the sound
+//! in the link's queue, 100-200 ms at a time). Starting low, each of those rises was
+//! a gap in the teacher's first words; starting high costs a link that turns out
+//! steady a tenth of a second of extra delay for its first [`JITTER_WINDOW_US`],
+//! then the delay comes down as after any spike.
+//!
 //! Sans-IO: times (Unix microseconds) are passed in; unit-tested on simulated arrivals.
 
 use std::collections::{BTreeMap, VecDeque};
 
 /// Least delay over the base: about one packet of arrival jitter.
 pub const MIN_DELAY_US: u64 = 30_000;
+/// Delay over the base until the link's jitter has been seen (see the module docs).
+/// The least delay plus whole 20 ms packets, so that shrinking lands on the least.
+pub const START_DELAY_US: u64 = MIN_DELAY_US + 9 * 20_000;
 /// Most delay over the base: beyond this a conversation stalls, so later packets drop.
 pub const MAX_DELAY_US: u64 = 600_000;
 /// Headroom added over the worst recent transit when the delay grows.
@@ -51,6 +62,9 @@ pub struct Playout<T> {
     queueing: Transits,
     delay_us: u64,
     last_shrink_us: u64,
+    /// When the first packet came: the delay does not shrink before the jitter of a
+    /// whole [`JITTER_WINDOW_US`] has been seen.
+    first_arrival_us: Option<u64>,
     /// Since when every packet has been stale (see [`STALE_US`]).
     stale_since: Option<u64>,
     /// Packets dropped to shrink the delay, and packets that came too late.
@@ -91,8 +105,9 @@ impl<T> Playout<T> {
             held: BTreeMap::new(),
             transits: Transits::default(),
             queueing: Transits::over(JITTER_WINDOW_US),
-            delay_us: MIN_DELAY_US,
+            delay_us: START_DELAY_US,
             last_shrink_us: 0,
+            first_arrival_us: None,
             stale_since: None,
             shrunk: 0,
             late: 0,
@@ -120,6 +135,7 @@ impl<T> Playout<T> {
     ) -> Result<(), Late> {
         let transit = now_us as i64 - capture_us as i64;
         self.transits.push(now_us, transit);
+        self.first_arrival_us.get_or_insert(now_us);
         // Sound from before an outage, delivered when the link returns: seconds old,
         // and playing it would put the lesson seconds behind (then cut it short to
         // catch up). Unless the path itself got that much slower: after a second of
@@ -210,7 +226,11 @@ impl<T> Playout<T> {
 
     /// The delay is a packet or more above what the last few seconds needed.
     fn should_shrink(&self, now_us: u64) -> bool {
-        if now_us.saturating_sub(self.last_shrink_us) < SHRINK_EVERY_US {
+        if now_us.saturating_sub(self.last_shrink_us) < SHRINK_EVERY_US
+            || self
+                .first_arrival_us
+                .is_none_or(|first| now_us.saturating_sub(first) < JITTER_WINDOW_US)
+        {
             return false;
         }
         let base = self.base();
@@ -289,7 +309,10 @@ mod tests {
     /// Feed packets captured every 20 ms with the given one-way delays (ms) and play
     /// them out on a 1 ms tick; returns the release times (ms) of each sequence.
     fn run(delays_ms: &[Option<u64>]) -> (Vec<(u64, u64)>, Playout<u64>) {
-        let mut p = Playout::new();
+        run_with(Playout::new(), delays_ms)
+    }
+
+    fn run_with(mut p: Playout<u64>, delays_ms: &[Option<u64>]) -> (Vec<(u64, u64)>, Playout<u64>) {
         let mut arrivals: Vec<(u64, u64, u64)> = delays_ms
             .iter()
             .enumerate()
@@ -334,13 +357,40 @@ mod tests {
 
     #[test]
     fn steady_packets_play_in_order_at_the_least_delay() {
-        let (released, p) = run(&vec![Some(40); 100]);
-        assert_eq!(released.len(), 100);
-        assert!(released.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+        let (released, p) = run(&vec![Some(40); 300]);
+        assert_eq!(released.len() as u64 + p.shrunk, 300, "none lost");
+        assert!(released.windows(2).all(|w| w[1].0 > w[0].0));
         assert_eq!(p.delay_us(), MIN_DELAY_US);
-        // Released 30 ms after arriving (40 ms on the wire): 70 ms after capture.
-        assert_eq!(released[10].1, 10 * 20 + 40 + 30);
+        // Released 30 ms after arriving (40 ms on the wire): 70 ms after capture,
+        // once the start-up delay has come down.
+        let last = released.last().unwrap();
+        assert_eq!(last.1, last.0 * 20 + 40 + 30);
         assert_eq!(longest_gap(&released), 20);
+    }
+
+    #[test]
+    fn the_first_packets_wait_for_jitter_not_yet_seen() {
+        // 250 kbit/s: a classroom joins, and the picture's join burst reaches the
+        // link's queue just ahead of the sound: after two packets the wait rises by
+        // 200 ms, then by another 100 ms over the next second (as measured).
+        let mut delays: Vec<Option<u64>> = vec![Some(120); 2];
+        delays.extend((0..10).map(|i| Some(320 - i * 4)));
+        delays.extend((0..50).map(|i| Some(280 + i * 2)));
+        delays.extend(vec![Some(380); 200]);
+        let (released, p) = run(&delays);
+        assert_eq!(stalls_over_100ms(&released), 0);
+        assert_eq!(released.len() as u64 + p.shrunk, delays.len() as u64);
+        // Steady again at the new wait: back down to just over it.
+        assert!(
+            p.delay_us() <= 260_000 + MARGIN_US + 20_000,
+            "{}",
+            p.delay_us()
+        );
+        // Starting at the least delay, the same arrivals cost a gap.
+        let mut low = Playout::new();
+        low.delay_us = MIN_DELAY_US;
+        let (released, _) = run_with(low, &delays);
+        assert!(stalls_over_100ms(&released) >= 1);
     }
 
     #[test]
@@ -414,12 +464,12 @@ mod tests {
 
     #[test]
     fn a_retransmitted_packet_does_not_raise_the_delay() {
-        // Packet 10 is lost and comes again a round trip (+ detection) later.
-        let mut delays = vec![Some(40); 60];
-        delays[10] = Some(160);
+        // Packet 160 is lost and comes again a round trip (+ detection) later.
+        let mut delays = vec![Some(40); 200];
+        delays[160] = Some(160);
         let (released, p) = run(&delays);
         assert_eq!(p.delay_us(), MIN_DELAY_US);
-        assert!(!released.iter().any(|r| r.0 == 10), "10 missed its turn");
+        assert!(!released.iter().any(|r| r.0 == 160), "160 missed its turn");
         assert_eq!(p.late, 1);
         assert_eq!(longest_gap(&released), 40);
     }
