@@ -129,6 +129,9 @@ pub struct AbrController {
     recent_arrivals: std::collections::VecDeque<f64>,
     /// Reports in a row in which the pictures got well under what was produced.
     behind_reports: u32,
+    /// Reports in a row of the join grace in which the pictures got well under what
+    /// was produced, and what they got.
+    join_short: Vec<f64>,
 }
 
 /// Reports averaged for what the pictures get against what the encoder produced:
@@ -148,6 +151,9 @@ const CEILING_FRESH: Duration = Duration::from_secs(10);
 const FRESH_SHARE: f64 = 0.9;
 /// A target over this share of the remembered full link is a probe.
 const PROBING_ABOVE: f64 = 0.95;
+/// Joining, pictures getting under this share of what the encoder makes: the link
+/// is slower than the start rate (see [`AbrController::on_report`]).
+const JOIN_SHORT_BELOW: f64 = 0.7;
 
 impl AbrController {
     pub fn new(settings: AbrSettings) -> Self {
@@ -169,6 +175,7 @@ impl AbrController {
             produced_kbps: None,
             recent_arrivals: Default::default(),
             behind_reports: 0,
+            join_short: Vec::new(),
         }
     }
 
@@ -289,6 +296,37 @@ impl AbrController {
         let rising = report.queue_delay_ms > reference + 10.0;
         self.previous_delay_ms = report.queue_delay_ms;
         let in_grace = self.grace_until.is_some_and(|until| now < until);
+
+        // Joining a link slower than the start rate. The join grace (above) hides
+        // the queue, and the rules below wait a second of reports after it: a
+        // 250 kbit/s classroom got 400 kbit/s for 3.3 s, the first pictures a
+        // second late and frozen, the sound broken as the link's queue grew. Yet
+        // the join burst fills the link at once: pictures arriving at well under
+        // what the encoder makes, in two reports with pictures, is the link's rate
+        // (on a link faster than the start rate the burst arrives faster still).
+        let joining = in_grace && self.last_decrease.is_none() && self.last_increase.is_none();
+        let short_of_made = !self.app_limited
+            && self
+                .produced_kbps
+                .is_some_and(|made| made > 0.0 && video < JOIN_SHORT_BELOW * made);
+        if joining && report.video_frames > 0 && short_of_made {
+            self.join_short.push(video);
+        } else {
+            self.join_short.clear();
+        }
+        if self.join_short.len() >= 2 {
+            let arriving = self.join_short.iter().sum::<f64>() / self.join_short.len() as f64;
+            self.join_short.clear();
+            self.ceiling = Some((arriving, now));
+            return self.decrease(
+                now,
+                arriving * 0.9,
+                format!(
+                    "joining: {arriving:.0} kbit/s of pictures arrive of {:.0} made",
+                    self.produced_kbps.unwrap_or_default()
+                ),
+            );
+        }
         // Probing past where the link was last full, a queue is the expected answer:
         // take it at two thirds of the line. Waiting for the full line let a probe
         // 10 s after the drop to 300k put pictures over 400 ms late.

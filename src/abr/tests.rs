@@ -93,6 +93,45 @@ fn start_up_above_the_link_does_not_grow_through_the_grace() {
 }
 
 #[test]
+fn joining_a_link_slower_than_the_start_rate_cuts_in_the_grace() {
+    // As measured on const-250k: the encoder makes 400 kbit/s, the join burst fills
+    // the link, and 232 kbit/s arrives (198 of it pictures) with 75 ms of queue.
+    let joining = |received: f64| {
+        let mut abr = AbrController::new(AbrSettings {
+            start_kbps: 400,
+            ..Default::default()
+        });
+        abr.set_produced(Some(400.0));
+        let mut clock = Duration::ZERO;
+        clear_report(&mut abr, &mut clock, 102.0, 0.0, 0);
+        let first = clear_report(&mut abr, &mut clock, received, 75.0, 2);
+        let second = clear_report(&mut abr, &mut clock, received, 75.0, 1);
+        (first, second, abr.target_kbps())
+    };
+    let (first, second, target) = joining(232.0);
+    assert_eq!(first, Decision::Hold, "one report is not enough");
+    assert!(matches!(second, Decision::Decrease { .. }), "{second:?}");
+    let audio = AbrSettings::default().audio_wire_kbps;
+    assert_eq!(target, ((232.0 - audio) * 0.9f64).round() as u32);
+    // A link faster than the start rate: the burst arrives faster still.
+    let (_, second, target) = joining(600.0);
+    assert_eq!(second, Decision::Hold);
+    assert_eq!(target, 400);
+    // Nor is a picture-limited encoder's shortfall news of the link.
+    let mut still = AbrController::new(AbrSettings {
+        start_kbps: 400,
+        ..Default::default()
+    });
+    still.set_produced(Some(400.0));
+    still.set_app_limited(true);
+    let mut clock = Duration::ZERO;
+    for _ in 0..3 {
+        clear_report(&mut still, &mut clock, 150.0, 75.0, 2);
+    }
+    assert_eq!(still.target_kbps(), 400);
+}
+
+#[test]
 fn steps_down_fast_and_back_up_within_seconds() {
     let s = simulate(dip(20.0..40.0, 300.0, 2000.0), 0.0, 60.0);
     let (before, _) = at(&s, 19.5);
