@@ -129,9 +129,9 @@ pub struct AbrController {
     recent_arrivals: std::collections::VecDeque<f64>,
     /// Reports in a row in which the pictures got well under what was produced.
     behind_reports: u32,
-    /// Reports in a row of the join grace in which the pictures got well under what
-    /// was produced, and what they got.
-    join_short: Vec<f64>,
+    /// What the pictures got in the previous report, when it was a join-grace report
+    /// in which they got well under what was produced.
+    join_short: Option<f64>,
 }
 
 /// Reports averaged for what the pictures get against what the encoder produced:
@@ -175,7 +175,7 @@ impl AbrController {
             produced_kbps: None,
             recent_arrivals: Default::default(),
             behind_reports: 0,
-            join_short: Vec::new(),
+            join_short: None,
         }
     }
 
@@ -239,11 +239,17 @@ impl AbrController {
     /// what arrives counts the packets' headers). `None`: not known, or the encoder
     /// is limited by its picture (then the shares say nothing of the link).
     fn getting_through(&self, arriving: f64) -> Option<f64> {
-        let produced = self.produced_kbps.filter(|&p| p > 0.0)?;
-        if self.app_limited || self.recent_arrivals.len() < ARRIVALS_KEPT {
+        if self.recent_arrivals.len() < ARRIVALS_KEPT {
             return None;
         }
-        Some(arriving / produced)
+        self.share_of_made(arriving)
+    }
+
+    /// `arriving` against what the encoder produced, however few reports there are
+    /// (see [`Self::getting_through`]).
+    fn share_of_made(&self, arriving: f64) -> Option<f64> {
+        let produced = self.produced_kbps.filter(|&p| p > 0.0)?;
+        (!self.app_limited).then(|| arriving / produced)
     }
 
     /// What the pictures got over the last [`ARRIVALS_KEPT`] reports, kbit/s.
@@ -305,18 +311,16 @@ impl AbrController {
         // what the encoder makes, in two reports with pictures, is the link's rate
         // (on a link faster than the start rate the burst arrives faster still).
         let joining = in_grace && self.last_decrease.is_none() && self.last_increase.is_none();
-        let short_of_made = !self.app_limited
-            && self
-                .produced_kbps
-                .is_some_and(|made| made > 0.0 && video < JOIN_SHORT_BELOW * made);
+        let short_of_made = self
+            .share_of_made(video)
+            .is_some_and(|share| share < JOIN_SHORT_BELOW);
+        let previous = self.join_short.take();
         if joining && report.video_frames > 0 && short_of_made {
-            self.join_short.push(video);
-        } else {
-            self.join_short.clear();
+            self.join_short = Some(video);
         }
-        if self.join_short.len() >= 2 {
-            let arriving = self.join_short.iter().sum::<f64>() / self.join_short.len() as f64;
-            self.join_short.clear();
+        if let (Some(previous), Some(_)) = (previous, self.join_short) {
+            let arriving = (previous + video) / 2.0;
+            self.join_short = None;
             self.ceiling = Some((arriving, now));
             return self.decrease(
                 now,
