@@ -1335,9 +1335,20 @@ impl Consumer {
 
 	/// Keep checking expiry while a wire publisher still owns buffered group data.
 	pub(crate) fn poll_expired_while_pending(&mut self, waiter: &kio::Waiter, pending: bool) -> bool {
+		// classbox patch: a spliced group (what a relay serves) has no expiry of its own;
+		// its route copy's does. A wire publisher whose reads are done, with the bytes
+		// still waiting in the transport, asks here, and without this the answer was
+		// always no: groups held up by a bandwidth drop went out 20 s later.
+		let spliced_expired = pending
+			&& !self.expired
+			&& match &mut self.inner {
+				ConsumerKind::Spliced(spliced) => spliced.poll_expired_while_pending(waiter),
+				ConsumerKind::Plain(_) => false,
+			};
 		if !self.expired
-			&& (pending || self.expiry_pending())
-			&& self.expiry.as_ref().is_some_and(|expiry| expiry.is_expired(waiter))
+			&& (spliced_expired
+				|| ((pending || self.expiry_pending())
+					&& self.expiry.as_ref().is_some_and(|expiry| expiry.is_expired(waiter))))
 		{
 			self.expired = true;
 			if !self.stale_counted.swap(true, Ordering::Relaxed) {

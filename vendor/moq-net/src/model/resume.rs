@@ -1408,6 +1408,15 @@ impl Group {
 		self.dead = self.current.take().map(|current| (current.segment, err));
 	}
 
+	/// classbox patch: the drift budget of the route copy being read, for a wire
+	/// publisher whose bytes still wait in the transport (see
+	/// [`group::Consumer::poll_expired_while_pending`]).
+	pub(crate) fn poll_expired_while_pending(&mut self, waiter: &kio::Waiter) -> bool {
+		self.current
+			.as_mut()
+			.is_some_and(|current| current.group.poll_expired_while_pending(waiter, true))
+	}
+
 	pub fn poll_read_frame(&mut self, waiter: &kio::Waiter) -> Poll<Result<Option<frame::Frame>>> {
 		loop {
 			if self.end.is_some_and(|end| self.index >= end) {
