@@ -19,18 +19,8 @@ use std::{
     time::Duration,
 };
 
-use classbox::{
-    auth::Role,
-    emulator::{
-        Impairments, Trace,
-        proxy::{LinkEmulator, LinkProfile},
-    },
-    roles::{link_settings, spawn_origin},
-    transport::link::{Connected, Link},
-};
-use common::*;
+use common::{path::EmulatedPath, *};
 use moq_net::{Timestamp, track};
-use tokio_util::sync::CancellationToken;
 
 const FRAME_BYTES: usize = 1000;
 
@@ -40,43 +30,16 @@ type Arrivals = Arc<Mutex<Vec<(u64, usize)>>>;
 /// A relay, a publisher straight to it, and a subscriber through the link emulator at
 /// `down_kbps` reading `video` with `max_age`, all on loopback.
 struct Path {
-    relay: TestRelay,
-    shutdown: CancellationToken,
-    emulator: LinkEmulator,
+    path: EmulatedPath,
     video: track::Producer,
     subscriber: Option<track::Subscriber>,
     _broadcast: moq_net::broadcast::Producer,
-    _links: (Connected, Connected),
-    _dir: tempfile::TempDir,
 }
 
 impl Path {
     async fn start(room: &str, down_kbps: u64, max_age: Duration) -> Self {
-        init();
-        let dir = tempfile::tempdir().unwrap();
-        let relay = TestRelay::start(dir.path(), "127.0.0.1:0").await;
-        let shutdown = CancellationToken::new();
-        let unimpaired = Impairments::default();
-        let emulator = LinkEmulator::start(
-            relay.addr,
-            LinkProfile {
-                up: (Trace::constant(10_000), unimpaired),
-                down: (Trace::constant(down_kbps), unimpaired),
-            },
-            7,
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-
-        // The publisher, straight to the relay.
-        let teacher_origin = spawn_origin();
-        let teacher = Link::new(link_settings(&relay.client_config(room, Role::Teacher)).unwrap())
-            .unwrap()
-            .connect(&teacher_origin)
-            .await
-            .expect("publisher connects");
-        let broadcast = teacher_origin.create_broadcast("teacher").unwrap();
+        let path = EmulatedPath::start(room, down_kbps).await;
+        let broadcast = path.teacher_origin.create_broadcast("teacher").unwrap();
         let video = broadcast
             .create_track(
                 "video",
@@ -86,50 +49,24 @@ impl Path {
             )
             .unwrap();
         broadcast.announce(Default::default()).unwrap();
-
-        // The subscriber, through the emulated link.
-        let box_origin = spawn_origin();
-        let classroom = Link::new(
-            link_settings(&relay.client_config_via(emulator.addr(), room, Role::Box)).unwrap(),
-        )
-        .unwrap()
-        .connect(&box_origin)
-        .await
-        .expect("subscriber connects");
-        let consumer = box_origin.consume();
-        let mut announced = consumer.announced();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(update) = announced.next().await {
-                if update.prefix.as_str() == "teacher" && update.kind.is_active() {
-                    return;
-                }
-            }
-        })
-        .await
-        .expect("the broadcast is announced through the relay");
-        let remote = consumer.request_broadcast("teacher").await.unwrap();
-        let subscriber = remote
+        let subscriber = path
+            .remote("teacher")
+            .await
             .track("video")
             .unwrap()
             .subscribe(track::Subscription::default().with_max_age(max_age))
             .await
             .unwrap();
         Self {
-            relay,
-            shutdown,
-            emulator,
+            path,
             video,
             subscriber: Some(subscriber),
             _broadcast: broadcast,
-            _links: (teacher, classroom),
-            _dir: dir,
         }
     }
 
     async fn stop(self) {
-        drop(self._links);
-        self.shutdown.cancel();
-        self.relay.stop().await;
+        self.path.stop().await;
     }
 }
 
@@ -240,7 +177,7 @@ async fn a_group_older_than_the_budget_stops_crossing_the_link() {
         async move { arrivals.lock().unwrap().contains(&(warm, 0)) }
     })
     .await;
-    let before = path.emulator.stats().await.1.delivered_bytes;
+    let before = path.path.down().await.delivered_bytes;
 
     // 60 KB: 2.4 s of a 200 kbit/s link, with a budget of 0.5 s.
     let stale = group(100, 60, FRAME_BYTES);
@@ -257,7 +194,7 @@ async fn a_group_older_than_the_budget_stops_crossing_the_link() {
     .await;
     // Whatever of the old group is still on its way.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let crossed = path.emulator.stats().await.1.delivered_bytes - before;
+    let crossed = path.path.down().await.delivered_bytes - before;
     let stale_frames = arrivals
         .lock()
         .unwrap()

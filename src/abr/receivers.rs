@@ -74,6 +74,37 @@ impl ReceiverSet {
         }
     }
 
+    /// Padding to send at `now`, kbit/s (0: none): a probe for a better link when the
+    /// box that sets the target wants one (see [`super::probe`]). Every box is told,
+    /// so none takes the padding for pictures.
+    pub fn padding_kbps(&mut self, now: Duration) -> f64 {
+        let sending = self
+            .boxes
+            .values()
+            .map(|(c, _)| c.padding_kbps(now))
+            .fold(0.0, f64::max);
+        if sending > 0.0 {
+            return sending;
+        }
+        let slowest = self
+            .boxes
+            .values()
+            .map(|(c, _)| c)
+            .min_by_key(|c| c.target_kbps());
+        let Some(kbps) = slowest.and_then(|c| c.wants_probe(now)) else {
+            return 0.0;
+        };
+        tracing::debug!(
+            kbps,
+            at_ms = now.as_millis() as u64,
+            "probe: padding starts"
+        );
+        for (controller, _) in self.boxes.values_mut() {
+            controller.pad(now, kbps);
+        }
+        kbps
+    }
+
     /// The bitrate to encode at: the lowest target among boxes that are listening
     /// (silent boxes hold their last value, so an outage does not ramp others up).
     pub fn target_kbps(&self) -> Option<u32> {
@@ -83,5 +114,62 @@ impl ReceiverSet {
     /// What the pictures got lately at the box that got least, kbit/s.
     pub fn arriving_kbps(&self) -> Option<u32> {
         self.boxes.values().map(|(c, _)| c.arriving_kbps()).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(kbps: f64, delay_ms: f64) -> ReceiverReport {
+        ReceiverReport {
+            received_kbps: kbps,
+            queue_delay_ms: delay_ms,
+            video_frames: 4,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_slowest_box_probes_and_every_box_discounts_the_padding() {
+        let mut set = ReceiverSet::new(AbrSettings::default());
+        let mut now = Duration::ZERO;
+        let mut step = |set: &mut ReceiverSet, slow: ReceiverReport, fast: ReceiverReport| {
+            now += Duration::from_millis(250);
+            set.set_encoder(false, set.target_kbps().map(f64::from));
+            set.on_report(now, "slow", &slow);
+            set.on_report(now, "fast", &fast);
+            now
+        };
+        // The slow school's link is full at 300 kbit/s (the start rate is 800), and
+        // then calm; the fast one carries all that is sent.
+        for _ in 0..8 {
+            let target = f64::from(set.target_kbps().unwrap_or(800));
+            step(&mut set, report(300.0, 300.0), report(target + 60.0, 5.0));
+        }
+        let mut padding = 0.0;
+        for _ in 0..40 {
+            let target = f64::from(set.target_kbps().unwrap());
+            let now = step(&mut set, report(300.0, 5.0), report(target + 60.0, 5.0));
+            padding = set.padding_kbps(now);
+            if padding > 0.0 {
+                break;
+            }
+        }
+        assert!(padding > 0.0, "no probe in 10 s of calm");
+        // The fast school gets the padding too; it is not taken for pictures there.
+        let target = set.target_kbps().unwrap();
+        let now = step(
+            &mut set,
+            report(300.0, 5.0),
+            report(f64::from(target) + 60.0 + padding, 5.0),
+        );
+        assert!(set.padding_kbps(now) > 0.0, "still probing");
+        let fast = &set.boxes["fast"].0;
+        assert!(
+            fast.arriving_kbps() <= target + 10,
+            "the fast box counts {} kbit/s of pictures of {target}",
+            fast.arriving_kbps()
+        );
     }
 }

@@ -8,14 +8,17 @@ struct SimLink {
 }
 
 impl SimLink {
-    /// Advance `dt` with the sender at `send_kbps` (video + 32k audio).
-    fn step(&mut self, send_kbps: f64, dt: f64) -> ReceiverReport {
+    /// Advance `dt` with the sender at `send_kbps` (video + 32k audio) and
+    /// `padding_kbps`, which goes last and is dropped rather than queued (as at the
+    /// relay).
+    fn step(&mut self, send_kbps: f64, padding_kbps: f64, dt: f64) -> ReceiverReport {
         let offered = send_kbps + 32.0;
         let delivered = if self.capacity_kbps <= 0.0 {
             0.0
         } else {
             (offered + self.queue_kbit / dt).min(self.capacity_kbps)
         };
+        let padding = padding_kbps.min(self.capacity_kbps - delivered).max(0.0);
         // Groups older than the latency budget are skipped by moq-net, so the queue
         // never holds much more than half a second of data.
         let cap = self.capacity_kbps.max(300.0) * 0.5;
@@ -26,7 +29,7 @@ impl SimLink {
             f64::INFINITY
         };
         ReceiverReport {
-            received_kbps: delivered * (1.0 - self.loss),
+            received_kbps: (delivered + padding) * (1.0 - self.loss),
             queue_delay_ms,
             groups_skipped: u64::from(queue_delay_ms > 400.0),
             video_frames: 5,
@@ -49,7 +52,8 @@ fn simulate(capacity: impl Fn(f64) -> f64, loss: f64, secs: f64) -> Vec<(f64, f6
     while t < secs {
         link.capacity_kbps = capacity(t);
         let now = Duration::from_secs_f64(t);
-        let report = link.step(abr.target_kbps() as f64, dt);
+        let padding = probe(&mut abr, now);
+        let report = link.step(abr.target_kbps() as f64, padding, dt);
         if link.capacity_kbps > 0.0 {
             abr.on_report(now, &report);
         } else {
@@ -59,6 +63,15 @@ fn simulate(capacity: impl Fn(f64) -> f64, loss: f64, secs: f64) -> Vec<(f64, f6
         t += dt;
     }
     out
+}
+
+/// What a sender of one box does: start a probe when the controller wants one, and
+/// send the padding it asks for (kbit/s).
+fn probe(abr: &mut AbrController, now: Duration) -> f64 {
+    if let Some(kbps) = abr.wants_probe(now) {
+        abr.pad(now, kbps);
+    }
+    abr.padding_kbps(now)
 }
 
 /// A link of `otherwise` kbit/s that is `during` kbit/s for `when` (seconds).
@@ -536,33 +549,44 @@ fn the_encoders_own_lag_does_not_hold_a_ramp() {
         let slice = &given[start..end];
         slice.iter().sum::<f64>() / slice.len().max(1) as f64
     };
-    let mut report = |abr: &mut AbrController, link: f64, given: &mut Vec<f64>, backlog: f64| {
+    let padded = std::cell::Cell::new(0.0);
+    // A full link keeps a standing queue; a better one has none.
+    let mut report = |abr: &mut AbrController, link: f64, given: &mut Vec<f64>| {
+        let delay = if link < 1000.0 { 30.0 } else { 2.0 };
         // Ten samples a report: one per 25 ms.
         given.extend(std::iter::repeat_n(f64::from(abr.target_kbps()), 10));
         abr.set_produced(Some(0.9 * mean_over(given, 0, 40)));
         let video = (1.03 * 0.9 * mean_over(given, 4, 20)).min(link - audio);
-        clear_report(abr, &mut clock, video + audio + backlog, 10.0, 5);
+        // Padding fills what is left of the link, no more.
+        let padding = probe(abr, clock).min(link - audio - video);
+        padded.set(padded.get() + padding / 4.0);
+        clear_report(abr, &mut clock, video + audio + padding, delay, 5);
     };
     let slow: Vec<f64> = (0..80)
         .map(|_| {
-            report(&mut abr, 300.0, &mut given, 0.0);
+            report(&mut abr, 300.0, &mut given);
             f64::from(abr.target_kbps())
         })
         .collect();
     let mean = slow[40..].iter().sum::<f64>() / 40.0;
     assert!(mean <= 1.2 * (300.0 - audio), "mean {mean:.0} on 300k");
-    // The first reports after a rise carry the backlog the relay held for the slow
-    // link (on the step trace: 534, 1066 and 1357 kbit/s in the first three).
-    let rise = (1..=20)
-        .find(|&n| {
-            let backlog = if n == 1 { 800.0 } else { 0.0 };
-            report(&mut abr, 2000.0, &mut given, backlog);
+    // Probes on the full link cost a sliver of it.
+    let padded = padded.get();
+    assert!(
+        padded < 0.05 * 300.0 * 20.0,
+        "{padded:.0} kbit of padding in 20 s"
+    );
+    // After the rise a probe finds the room: the next one starts within
+    // PROBE_EVERY + PROBE_FOR, and from there growth is as on a link never full.
+    let rise = (1..=24)
+        .find(|_| {
+            report(&mut abr, 2000.0, &mut given);
             abr.target_kbps() >= 1600
         })
         .map(|reports| reports as f64 / 4.0);
     assert!(
-        rise.is_some_and(|s| s <= 4.0),
-        "1.6 Mbit/s after {rise:?} s (None: not in 5 s; at {} kbit/s)",
+        rise.is_some_and(|s| s <= 5.5),
+        "1.6 Mbit/s after {rise:?} s (None: not in 6 s; at {} kbit/s)",
         abr.target_kbps()
     );
 }
@@ -590,4 +614,136 @@ fn a_link_just_found_full_is_not_probed_again_for_ten_seconds() {
         (ceiling..1.2 * ceiling).contains(&target),
         "{target} kbit/s 2 s later"
     );
+}
+
+/// A controller that found a 300k link full `secs` ago and has had clear reports
+/// since, with the encoder making its target.
+fn held_by_a_full_link(secs: u64) -> (AbrController, Duration) {
+    let (mut abr, mut clock) = settled(12, 300.0, 3);
+    let found = abr.ceiling.expect("the start found the link full").1;
+    while clock < found + Duration::from_secs(secs) {
+        abr.set_produced(Some(f64::from(abr.target_kbps())));
+        // The quickest frames meet no queue: the hint a probe waits for.
+        clear_report(&mut abr, &mut clock, 300.0, 5.0, 3);
+    }
+    (abr, clock)
+}
+
+#[test]
+fn padding_that_arrives_without_a_queue_shows_a_better_link() {
+    let (mut abr, mut clock) = held_by_a_full_link(3);
+    let (ceiling, _) = abr.ceiling.unwrap();
+    let target = f64::from(abr.target_kbps());
+    let kbps = abr
+        .wants_probe(clock)
+        .expect("quiet, and held by the memory");
+    assert_eq!(
+        kbps,
+        probe::PAD_SHARE * ceiling,
+        "padding on {ceiling} kbit/s"
+    );
+    abr.pad(clock, kbps);
+    assert_eq!(abr.padding_kbps(clock), kbps);
+    let audio = AbrSettings::default().audio_wire_kbps;
+    // The first report left before the padding arrived.
+    clear_report(&mut abr, &mut clock, 300.0, 10.0, 3);
+    assert!(abr.ceiling.is_some());
+    // Then the pictures and all the padding, no queue.
+    let decision = clear_report(&mut abr, &mut clock, target + audio + kbps, 10.0, 3);
+    assert_eq!(abr.ceiling, None, "the old limit is forgotten");
+    assert_eq!(abr.padding_kbps(clock), 0.0, "and the padding stops");
+    // The target goes most of the way to what the link carried at once.
+    let carried = target + kbps;
+    assert_eq!(
+        decision,
+        Decision::Increase {
+            to_kbps: (probe::TAKE_SHARE * carried).round() as u32
+        }
+    );
+    // What the pictures got does not count the padding (it decides the rung).
+    assert!(
+        f64::from(abr.arriving_kbps()) <= 1.05 * carried - kbps,
+        "{} kbit/s of pictures",
+        abr.arriving_kbps()
+    );
+    // Growth is as on a link never found full: 20% a report.
+    let before = abr.target_kbps();
+    for _ in 0..4 {
+        abr.set_produced(Some(f64::from(abr.target_kbps())));
+        let made = f64::from(abr.target_kbps());
+        clear_report(&mut abr, &mut clock, made * 1.03 + audio, 10.0, 3);
+    }
+    assert!(
+        f64::from(abr.target_kbps()) >= 1.7 * f64::from(before),
+        "{before} -> {} kbit/s in a second",
+        abr.target_kbps()
+    );
+}
+
+#[test]
+fn a_probe_of_a_full_link_stops_at_its_queue_and_cuts_nothing() {
+    let (mut abr, mut clock) = held_by_a_full_link(3);
+    let ceiling = abr.ceiling.unwrap().0;
+    let target = abr.target_kbps();
+    let kbps = abr.wants_probe(clock).unwrap();
+    abr.pad(clock, kbps);
+    // The link is full: a sliver of padding gets through, with the relay's window's
+    // queue, 100 ms and then 130 (two reports over the line would cut).
+    clear_report(&mut abr, &mut clock, 300.0, 100.0, 3);
+    assert_eq!(abr.padding_kbps(clock), 0.0, "a queue stops the padding");
+    for delay in [130.0, 130.0, 60.0] {
+        let decision = clear_report(&mut abr, &mut clock, 300.0, delay, 3);
+        assert_eq!(decision, Decision::Hold, "at {delay} ms");
+    }
+    assert_eq!(abr.target_kbps(), target);
+    assert_eq!(abr.ceiling.unwrap().0, ceiling, "the memory stays");
+    // No probe again until the link has been quiet a while.
+    assert_eq!(abr.wants_probe(clock), None);
+    let mut next = None;
+    while next.is_none() && clock < Duration::from_secs(120) {
+        abr.set_produced(Some(f64::from(abr.target_kbps())));
+        clear_report(&mut abr, &mut clock, 300.0, 5.0, 3);
+        next = abr.wants_probe(clock).map(|_| clock);
+    }
+    assert!(next.is_some(), "probing never resumed");
+}
+
+#[test]
+fn a_link_that_falls_while_probing_is_still_cut() {
+    let (mut abr, mut clock) = held_by_a_full_link(3);
+    let target = abr.target_kbps();
+    let kbps = abr.wants_probe(clock).unwrap();
+    abr.pad(clock, kbps);
+    clear_report(&mut abr, &mut clock, 120.0, 300.0, 3);
+    let decision = clear_report(&mut abr, &mut clock, 120.0, 400.0, 3);
+    assert!(
+        matches!(decision, Decision::Decrease { .. }),
+        "{decision:?} from {target} kbit/s"
+    );
+}
+
+#[test]
+fn a_link_with_a_standing_queue_is_not_probed() {
+    let (mut abr, mut clock) = held_by_a_full_link(3);
+    assert!(abr.wants_probe(clock).is_some());
+    // One report with the relay's usual 30 ms of queue: not calm for another second.
+    clear_report(&mut abr, &mut clock, 300.0, 30.0, 3);
+    for _ in 0..probe::CALM_REPORTS - 1 {
+        assert_eq!(abr.wants_probe(clock), None);
+        clear_report(&mut abr, &mut clock, 300.0, 5.0, 3);
+    }
+    assert_eq!(abr.wants_probe(clock), None);
+    clear_report(&mut abr, &mut clock, 300.0, 5.0, 3);
+    assert!(abr.wants_probe(clock).is_some());
+}
+
+#[test]
+fn no_probe_without_a_memory_of_a_full_link_or_while_it_is_fresh_from_a_cut() {
+    // Never found full: growth is fast anyway.
+    let (abr, clock) = settled(20, 2000.0, 6);
+    assert!(abr.ceiling.is_none());
+    assert_eq!(abr.wants_probe(clock), None);
+    // Just found full: wait for a quiet while first.
+    let (abr, clock) = held_by_a_full_link(1);
+    assert_eq!(abr.wants_probe(clock), None);
 }

@@ -563,7 +563,13 @@ async fn play_lesson(
             }
         }
     };
+    // The padding of the teacher's probes, for as long as the lesson plays.
+    let probe = tokio::spawn({
+        let broadcast = broadcast.clone();
+        async move { subscribe::drain_probe(&broadcast).await }
+    });
     let (v, a, ()) = tokio::join!(video, audio, feed);
+    probe.abort();
     for (name, result) in [("video", v), ("audio", a)] {
         if let Err(e) = result {
             tracing::info!(track = name, error = %e, "track ended");

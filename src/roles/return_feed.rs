@@ -86,6 +86,9 @@ pub async fn run(feed: ReturnFeed, shutdown: CancellationToken) {
         adaptive: true,
         pipelines_dir: config.media.pipelines_dir.clone(),
         allow_h265: false,
+        // The teacher's feedback counts media frames, not the link's bytes: padding
+        // would show nothing there.
+        probe: false,
     };
     // The teacher's reports about this feed.
     let (reports_tx, mut reports) = mpsc::channel(64);

@@ -26,7 +26,7 @@ use crate::{
     transport::{
         TransportError,
         catalog::{AudioInfo, Catalog, VideoInfo},
-        publish::BroadcastPublisher,
+        publish::{BroadcastPublisher, Prober},
     },
 };
 
@@ -57,6 +57,9 @@ pub struct SenderSettings {
     /// May encode H.265 when every receiver asks for it (the lesson; not a return feed,
     /// which the teacher's machine decodes whatever it is).
     pub allow_h265: bool,
+    /// Probe for a better link with padding (see [`crate::abr::probe`]): the lesson,
+    /// whose classrooms report what their link delivers, padding included.
+    pub probe: bool,
 }
 
 pub struct AdaptiveSender {
@@ -73,6 +76,8 @@ pub struct AdaptiveSender {
     codecs: CodecChooser,
     profile: Profile,
     started: tokio::time::Instant,
+    /// Padding for probes (None: this sender does not probe).
+    prober: Option<Prober>,
     stats: Arc<LessonStats>,
     /// The publisher's task (ends with an error if the broadcast breaks).
     pub publish_task: JoinHandle<Result<(), TransportError>>,
@@ -110,6 +115,7 @@ impl AdaptiveSender {
         };
         let publisher = BroadcastPublisher::new(origin, &s.broadcast, &catalog)?;
         let video_switch = publisher.video_switch();
+        let prober = (s.adaptive && s.probe).then(|| publisher.prober());
         let (frames_tx, frames_rx) = mpsc::channel(256);
         let (errors_tx, errors) = mpsc::unbounded_channel();
         let capture = Capture::start(
@@ -164,6 +170,7 @@ impl AdaptiveSender {
             receivers,
             usage: EncoderUse::default(),
             started: tokio::time::Instant::now(),
+            prober,
             stats,
             publish_task,
             errors,
@@ -235,6 +242,10 @@ impl AdaptiveSender {
     fn follow(&mut self, reason: Option<String>) {
         if !self.settings.adaptive {
             return;
+        }
+        if let Some(prober) = &self.prober {
+            let kbps = self.receivers.padding_kbps(self.started.elapsed());
+            prober.set(kbps.round() as u32);
         }
         let Some(target) = self.receivers.target_kbps() else {
             return;

@@ -61,6 +61,7 @@ pub async fn run(
             adaptive: t.adaptive,
             pipelines_dir: config.media.pipelines_dir.clone(),
             allow_h265: config.media.h265 != crate::config::H265Mode::Off,
+            probe: true,
         },
         stats.clone(),
     )

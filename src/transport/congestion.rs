@@ -10,8 +10,8 @@
 //! where the rate is what the path delivered recently and the unqueued RTT is the
 //! minimum plus two full packets' time on the link (see [`RateWindow::update_window`]).
 //! The backlog then waits in our own send buffer, where moq-lite's priorities put
-//! audio first and stale groups are skipped (not yet reset at a relay once handed to
-//! QUIC: see the README's benchmark notes), instead of in the modem. When the RTT
+//! audio first and stale groups are skipped (reset, once handed to QUIC), instead of
+//! in the modem. When the RTT
 //! rises `target` above the unqueued RTT the queue is building: the rate falls at
 //! once to what the path delivers now.
 //! Isolated losses are ignored; a persistent congestion (everything lost for a

@@ -21,6 +21,13 @@ use crate::frame::{Frame, TrackKind};
 pub const AUDIO_PRIORITY: u8 = 200;
 pub const VIDEO_PRIORITY: u8 = 100;
 pub const CATALOG_PRIORITY: u8 = 255;
+/// Padding to probe the link (see [`crate::abr::probe`]) goes after everything else.
+pub const PROBE_PRIORITY: u8 = 0;
+/// The padding track's name.
+pub const PROBE_TRACK: &str = "probe";
+/// Padding older than this is no use to anyone: the relay resets it rather than send
+/// it late.
+pub const PROBE_MAX_AGE: Duration = Duration::from_millis(250);
 
 /// Publishes one broadcast (the lesson, or a room feed) into a local origin.
 pub struct BroadcastPublisher {
@@ -30,6 +37,7 @@ pub struct BroadcastPublisher {
     catalog: Catalog,
     video: track::Producer,
     audio: track::Producer,
+    probe: track::Producer,
     video_group: Option<group::Producer>,
     /// Frames sent, per track (for the decoded-frame ratio).
     pub sent_video: u64,
@@ -66,6 +74,12 @@ impl BroadcastPublisher {
                 .with_priority(AUDIO_PRIORITY)
                 .with_max_age(keep),
         )?;
+        let probe = broadcast.create_track(
+            PROBE_TRACK,
+            track::Info::default()
+                .with_priority(PROBE_PRIORITY)
+                .with_max_age(PROBE_MAX_AGE),
+        )?;
         write_catalog(&catalog_track, catalog)?;
         // Announced once the tracks exist, so a subscriber acting on it finds them.
         broadcast.announce(Default::default())?;
@@ -75,6 +89,7 @@ impl BroadcastPublisher {
             catalog: catalog.clone(),
             video,
             audio,
+            probe,
             video_group: None,
             sent_video: 0,
             sent_audio: 0,
@@ -86,6 +101,11 @@ impl BroadcastPublisher {
     /// A switch for video: off sends audio only; on resumes at the next keyframe.
     pub fn video_switch(&self) -> Arc<AtomicBool> {
         self.video_enabled.clone()
+    }
+
+    /// Padding for probes (see [`Prober`]); sent for as long as the broadcast.
+    pub fn prober(&self) -> Prober {
+        Prober::start(self.probe.clone())
     }
 
     /// Send one frame. A keyframe starts a new video group; audio packets are groups of one.
@@ -151,6 +171,62 @@ impl BroadcastPublisher {
     }
 }
 
+/// Sends padding on the probe track at the rate last set (0: none), in a group of
+/// one frame every 20 ms so that each piece expires on its own.
+pub struct Prober {
+    rate: tokio::sync::watch::Sender<u32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Prober {
+    const EVERY: Duration = Duration::from_millis(20);
+
+    fn start(track: track::Producer) -> Self {
+        let (rate, mut rx) = tokio::sync::watch::channel(0u32);
+        let task = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(Self::EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let kbps = *rx.borrow_and_update();
+                if kbps == 0 {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                    tick.reset();
+                    continue;
+                }
+                tick.tick().await;
+                let bytes = (u64::from(kbps) * 1000 / 8 * Self::EVERY.as_millis() as u64 / 1000)
+                    .max(1) as usize;
+                let at = Timestamp::from_scale(started.elapsed().as_millis() as u64, 1000)
+                    .unwrap_or(Timestamp::ZERO);
+                let written = track.append_group().and_then(|mut group| {
+                    group.write_frame(at, vec![0u8; bytes])?;
+                    group.finish()
+                });
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "probe track closed");
+                    return;
+                }
+            }
+        });
+        Self { rate, task }
+    }
+
+    /// Send padding at `kbps` from now on (0: stop).
+    pub fn set(&self, kbps: u32) {
+        self.rate
+            .send_if_modified(|rate| std::mem::replace(rate, kbps) != kbps);
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The catalog as a group of its own (a subscriber reads the newest).
 fn write_catalog(track: &track::Producer, catalog: &Catalog) -> Result<(), TransportError> {
     let mut group = track.append_group()?;
@@ -167,7 +243,7 @@ impl Drop for BroadcastPublisher {
         if let Some(group) = self.video_group.take() {
             let _ = group.finish();
         }
-        for track in [&self.catalog_track, &self.video, &self.audio] {
+        for track in [&self.catalog_track, &self.video, &self.audio, &self.probe] {
             let _ = track.finish();
         }
         self.broadcast.close();

@@ -38,6 +38,29 @@ pub async fn read_catalog(broadcast: &broadcast::Consumer) -> Result<Catalog, Tr
     Catalog::parse(&frame.payload)
 }
 
+/// Read the lesson's padding (see [`crate::abr::probe`]) and throw it away: its bytes
+/// count in what the box's link delivered, which is all a probe asks. A teacher from
+/// before probing has no such track; that is not an error.
+pub async fn drain_probe(broadcast: &broadcast::Consumer) {
+    let subscription = moq_net::track::Subscription::default()
+        .with_priority(publish::PROBE_PRIORITY)
+        .with_max_age(publish::PROBE_MAX_AGE);
+    let track = match broadcast.track(publish::PROBE_TRACK) {
+        Ok(track) => track.subscribe(subscription).await,
+        Err(e) => Err(e),
+    };
+    let mut track = match track {
+        Ok(track) => track,
+        Err(e) => {
+            tracing::debug!(error = %e, "no probe track");
+            return;
+        }
+    };
+    while let Ok(Some(mut group)) = track.recv_group().await {
+        while let Ok(Some(_)) = group.read_frame().await {}
+    }
+}
+
 /// Subscribe to one media track and forward its frames until it ends or errors.
 pub async fn forward_track(
     broadcast: &broadcast::Consumer,
