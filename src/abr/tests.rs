@@ -154,22 +154,10 @@ fn steps_down_fast_and_back_up_within_seconds() {
     assert!(after <= 300.0, "3 s after the drop: {after}");
     let (_, delay) = at(&s, 25.0);
     assert!(delay < 200.0, "queue not drained: {delay} ms");
-    // Back near the link after the recovery: here only probing can show the rise,
-    // which waits until the last full link is 10 s old (CEILING_FRESH), then goes
-    // gently through it (5% and 8% a half second) and fast past it: about 5.5 s.
-    // (A real relay's backlog shows a rise at once: see
-    // the_encoders_own_lag_does_not_hold_a_ramp.)
-    let last_cut = s
-        .windows(2)
-        .filter(|w| w[0].0 < 40.0 && w[1].1 < w[0].1)
-        .map(|w| w[1].0)
-        .fold(20.0, f64::max);
-    let found = last_cut + 10.0 + 6.0;
-    let (up, _) = at(&s, found.max(45.0));
-    assert!(
-        up >= 0.8 * 2000.0 - 32.0,
-        "{found:.1} s, 16 s after the last cut at {last_cut:.1} s: {up}"
-    );
+    // Back near the link within 5 s of the recovery: the queue goes, a probe's
+    // padding arrives on top of the pictures, and the target takes most of it.
+    let (up, _) = at(&s, 45.0);
+    assert!(up >= 0.8 * 2000.0 - 32.0, "5 s after the rise: {up}");
 }
 
 #[test]
@@ -592,7 +580,7 @@ fn the_encoders_own_lag_does_not_hold_a_ramp() {
 }
 
 #[test]
-fn a_link_just_found_full_is_not_probed_again_for_ten_seconds() {
+fn a_link_just_found_full_is_not_probed_with_pictures_for_twenty_seconds() {
     // Starting above a 300k link finds it full; clear reports follow.
     let (mut abr, mut clock) = settled(12, 300.0, 3);
     let (ceiling, at) = abr.ceiling.expect("the start found the link full");
