@@ -649,9 +649,11 @@ impl AbrController {
         let (ceiling, found) = self.ceiling?;
         let quiet_since =
             |t: Option<Duration>| t.is_none_or(|t| now.saturating_sub(t) >= probe::PROBE_EVERY);
+        // (An encoder using well under its target counts too: it cannot show room,
+        // and without a probe a 240p15 picture held the step trace at 300k for the
+        // 20 s after the rise.)
         let ready = self.joined
             && !self.silent
-            && !self.app_limited
             && now >= self.next_probe
             && self.padding.is_none_or(|p| !p.in_reports(now))
             && self.grace_until.is_none_or(|until| now >= until)

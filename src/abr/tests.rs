@@ -735,3 +735,24 @@ fn no_probe_without_a_memory_of_a_full_link_or_while_it_is_fresh_from_a_cut() {
     let (abr, clock) = held_by_a_full_link(1);
     assert_eq!(abr.wants_probe(clock), None);
 }
+
+#[test]
+fn an_encoder_short_of_its_target_still_gets_a_probe() {
+    // 240p15 of a simple picture makes 60% of the target: it cannot show room, so
+    // growth stays within a tenth of what arrives; only padding can.
+    let (mut abr, mut clock) = held_by_a_full_link(3);
+    abr.set_app_limited(true);
+    let kbps = abr.wants_probe(clock).expect("a probe");
+    abr.pad(clock, kbps);
+    let made = 0.6 * f64::from(abr.target_kbps());
+    abr.set_produced(Some(made));
+    let audio = AbrSettings::default().audio_wire_kbps;
+    clear_report(&mut abr, &mut clock, made + audio + kbps, 5.0, 3);
+    assert_eq!(abr.ceiling, None);
+    assert!(
+        f64::from(abr.target_kbps()) >= 0.8 * (made + kbps) - 1.0,
+        "{} kbit/s after {:.0} arrived",
+        abr.target_kbps(),
+        made + kbps
+    );
+}
