@@ -283,9 +283,10 @@ impl AbrController {
         self.last_report = Some(now);
         // What arrived is sound as well as pictures, and padding while probing.
         let mut video = (report.received_kbps - s.audio_wire_kbps).max(0.0);
-        let padding = self.padding.filter(|p| p.in_reports(now));
-        let padded =
-            padding.map(|p| p.arrived(video, self.produced_kbps.unwrap_or(self.target_kbps)));
+        let padded = self
+            .padding
+            .filter(|p| p.in_reports(now))
+            .map(|p| p.arrived(video, self.produced_kbps.unwrap_or(self.target_kbps)));
         video -= padded.unwrap_or(0.0);
         self.recent_arrivals.push_back(video);
         if self.recent_arrivals.len() > ARRIVALS_KEPT {
@@ -570,113 +571,6 @@ impl AbrController {
             }
         }
         Decision::Hold
-    }
-
-    /// A report that may count padding (`padded` kbit/s of it, see [`probe`]).
-    /// `None`: the usual rules go on (the probe found room, or the link is in
-    /// trouble); otherwise the verdict. While padding is on its way the other rules
-    /// wait: the queue a probe may build on a full link is the relay's congestion
-    /// window trying a quarter more, not a reason to cut.
-    fn on_padded_report(
-        &mut self,
-        now: Duration,
-        video: f64,
-        padded: f64,
-        report: &ReceiverReport,
-    ) -> Option<Decision> {
-        let s = self.settings.clone();
-        let carried = video + padded;
-        if report.queue_delay_ms < s.low_delay_ms
-            && let Some((ceiling, _)) = self.ceiling
-            && carried >= probe::ROOM_ABOVE * ceiling
-        {
-            // Room: the link carries the pictures and the padding with no queue.
-            // Forget its old limit, go most of the way to what it carried, and grow
-            // from there as on a link never full.
-            tracing::debug!(carried, padded, ceiling, "probe: the link has room");
-            self.ceiling = None;
-            self.padding = None;
-            let to = self.clamp((probe::TAKE_SHARE * carried).max(self.target_kbps));
-            if to > self.target_kbps {
-                self.target_kbps = to;
-                self.last_increase = Some(now);
-                return Some(Decision::Increase {
-                    to_kbps: self.target_kbps(),
-                });
-            }
-            return None;
-        }
-        tracing::trace!(
-            padded,
-            queue_delay_ms = report.queue_delay_ms,
-            received_kbps = report.received_kbps,
-            "probe: report"
-        );
-        if report.queue_delay_ms >= probe::STOP_AT_MS
-            && let Some(p) = self.padding.as_mut()
-        {
-            // A queue: no room, so no more padding. On a link the pictures nearly
-            // fill, a queue drains at what they leave free: 150 ms of it took 2 s.
-            p.stop(now);
-        }
-        if report.queue_delay_ms > 2.0 * s.high_delay_ms || report.groups_skipped > 0 {
-            // More than padding makes: the link fell.
-            return None;
-        }
-        self.previous_delay_ms = report.queue_delay_ms;
-        self.calm_reports = 0;
-        self.full_reports = 0;
-        self.short_reports = 0;
-        self.behind_reports = 0;
-        Some(Decision::Hold)
-    }
-
-    /// Padding the sender should add at `now`, kbit/s (0: none), see [`probe`].
-    pub fn padding_kbps(&self, now: Duration) -> f64 {
-        self.padding
-            .filter(|p| p.sending(now))
-            .map_or(0.0, |p| p.kbps)
-    }
-
-    /// Whether to probe for a better link now, and with how much padding (kbit/s):
-    /// the target is held by the memory of a full link, nothing was cut or probed for
-    /// a while, and for [`probe::CALM_REPORTS`] reports the quickest frame met no
-    /// queue at all. A full link keeps a standing queue (the relay's window holds a
-    /// little more than the round trip); it going is the hint that the link got
-    /// better. Probing without it, every 3 s, held a 500 kbit/s link's pictures at
-    /// 100-150 ms of queue for a second or two after each probe, and cut the target.
-    pub fn wants_probe(&self, now: Duration) -> Option<f64> {
-        let (ceiling, found) = self.ceiling?;
-        let quiet_since =
-            |t: Option<Duration>| t.is_none_or(|t| now.saturating_sub(t) >= probe::PROBE_EVERY);
-        // (An encoder using well under its target counts too: it cannot show room,
-        // and without a probe a 240p15 picture held the step trace at 300k for the
-        // 20 s after the rise.)
-        let ready = self.joined
-            && !self.silent
-            && now >= self.next_probe
-            && self.padding.is_none_or(|p| !p.in_reports(now))
-            && self.grace_until.is_none_or(|until| now >= until)
-            && quiet_since(self.last_decrease)
-            && quiet_since(Some(found))
-            && self.calm_reports >= probe::CALM_REPORTS
-            && self.target_kbps >= 0.75 * ceiling
-            && self.target_kbps < f64::from(self.settings.max_kbps)
-            && self
-                .last_report
-                .is_some_and(|at| now.saturating_sub(at) < Duration::from_secs(1));
-        ready.then(|| {
-            (probe::PAD_SHARE * ceiling.max(self.target_kbps))
-                .min(f64::from(self.settings.max_kbps))
-        })
-    }
-
-    /// Padding of `kbps` starts at `now` (this box's probe or another's: what arrives
-    /// counts it either way).
-    pub fn pad(&mut self, now: Duration, kbps: f64) {
-        let padding = probe::Padding::new(now, kbps);
-        self.next_probe = padding.until + probe::PROBE_EVERY;
-        self.padding = Some(padding);
     }
 
     /// Called on a timer: notices when reports stop (outage).

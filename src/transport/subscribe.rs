@@ -45,11 +45,13 @@ pub async fn drain_probe(broadcast: &broadcast::Consumer) {
     let subscription = moq_net::track::Subscription::default()
         .with_priority(publish::PROBE_PRIORITY)
         .with_max_age(publish::PROBE_MAX_AGE);
-    let track = match broadcast.track(publish::PROBE_TRACK) {
-        Ok(track) => track.subscribe(subscription).await,
-        Err(e) => Err(e),
+    let track = async {
+        broadcast
+            .track(publish::PROBE_TRACK)?
+            .subscribe(subscription)
+            .await
     };
-    let mut track = match track {
+    let mut track = match track.await {
         Ok(track) => track,
         Err(e) => {
             tracing::debug!(error = %e, "no probe track");

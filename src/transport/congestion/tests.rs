@@ -224,15 +224,22 @@ fn fills_a_slow_link_although_acks_come_late() {
     );
 }
 
-#[test]
-fn a_bandwidth_drop_cuts_the_window_before_the_queue_grows_long() {
+/// 5 s on an 80 ms path at `from` bit/s, then 3 s at `to`; the peak queueing delay
+/// counts from the step.
+fn after_a_step(from: f64, to: f64) -> (RateWindow, Path, Instant) {
     let mut now = Instant::now();
     let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
-    let mut path = Path::new(now, 2_000_000.0, Duration::from_millis(80));
+    let mut path = Path::new(now, from, Duration::from_millis(80));
     path.run(&mut cc, &mut now, Duration::from_secs(5), None);
-    path.rate = 300_000.0 / 8.0;
+    path.rate = to / 8.0;
     path.max_queue_delay = Duration::ZERO;
     path.run(&mut cc, &mut now, Duration::from_secs(3), None);
+    (cc, path, now)
+}
+
+#[test]
+fn a_bandwidth_drop_cuts_the_window_before_the_queue_grows_long() {
+    let (cc, path, now) = after_a_step(2_000_000.0, 300_000.0);
     // Whatever was in flight at 2 Mbit/s drains through a 300 kbit/s link (about
     // 0.6 s); after that the queue is bounded again.
     assert!(
@@ -254,12 +261,7 @@ fn a_bandwidth_drop_cuts_the_window_before_the_queue_grows_long() {
 
 #[test]
 fn a_bandwidth_rise_is_found_within_seconds() {
-    let mut now = Instant::now();
-    let mut cc = RateWindow::new(LatencyBoundedConfig::default(), MTU);
-    let mut path = Path::new(now, 300_000.0, Duration::from_millis(80));
-    path.run(&mut cc, &mut now, Duration::from_secs(5), None);
-    path.rate = 2_000_000.0 / 8.0;
-    path.run(&mut cc, &mut now, Duration::from_secs(3), None);
+    let (cc, _, _) = after_a_step(300_000.0, 2_000_000.0);
     let rate = rate_kbps(&cc);
     assert!(
         rate >= 1600.0,
