@@ -152,6 +152,10 @@ pub struct TeacherConfig {
     /// Follow the classrooms' receiver reports along the rendition ladder (the
     /// picture size then comes from the ladder, starting near `video_kbps`).
     pub adaptive: bool,
+    /// Adaptive, with classrooms on very different links: encode the picture a second
+    /// time for the ones that can take much more than the slowest (two encoders on
+    /// the teacher's machine while it lasts). Off: the slowest sets the picture for all.
+    pub simulcast: bool,
     /// Where the classrooms' return feeds are shown: auto, window or headless.
     pub feed_display: DisplayMode,
 }
@@ -168,6 +172,7 @@ impl Default for TeacherConfig {
             keyframe_interval: 30,
             test_sources: true,
             adaptive: true,
+            simulcast: true,
             feed_display: DisplayMode::Auto,
         }
     }

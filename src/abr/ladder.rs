@@ -63,9 +63,14 @@ pub fn max_kbps() -> u32 {
     LADDER[0].max_kbps
 }
 
+/// The lowest rung: the least picture there is.
+pub fn lowest() -> &'static Rung {
+    &LADDER[LADDER.len() - 1]
+}
+
 /// The lowest rung's minimum: below it the lesson is audio-only.
 pub fn min_kbps() -> u32 {
-    LADDER[LADDER.len() - 1].min_kbps
+    lowest().min_kbps
 }
 
 /// The rung for `kbps`, or `None` for audio-only. `current` adds hysteresis both

@@ -13,10 +13,10 @@
 pub mod codec;
 pub mod ladder;
 pub mod probe;
-mod receivers;
+pub mod receivers;
 pub mod usage;
 
-pub use receivers::ReceiverSet;
+pub use receivers::{Layer, ReceiverSet};
 
 use std::time::Duration;
 
@@ -195,6 +195,14 @@ impl AbrController {
 
     pub fn target_kbps(&self) -> u32 {
         self.target_kbps.round() as u32
+    }
+
+    /// No higher than `kbps` (a box moving to a new encoding starts at what it showed
+    /// room for; never below the lowest rung).
+    pub fn limit_to(&mut self, kbps: f64) {
+        self.target_kbps = self
+            .target_kbps
+            .min(self.clamp(kbps.max(f64::from(ladder::min_kbps()))));
     }
 
     /// What the pictures got in the latest report, kbit/s.
@@ -385,11 +393,18 @@ impl AbrController {
         // drop to 300k the link stayed full (sound first, then the stale backlog)
         // while no picture came for 1.2 s and the target stayed 20% over the link.
         // (Audio-only sends no pictures: none arriving is no news then.)
+        // What is sent is this box's target or what the encoder made, the less: a
+        // box sharing the encoding with a slower one gets less than it asks for, and
+        // taking that for a starving link cut a 2 Mbit/s classroom under the 300k one
+        // and the shared encoding with it.
         let audio_only = self.target_kbps < f64::from(ladder::min_kbps());
+        let sent = self
+            .produced_kbps
+            .map_or(self.target_kbps, |made| made.min(self.target_kbps));
         let short = self.joined
             && !self.app_limited
             && !in_grace
-            && (report.received_kbps < 0.5 * (self.target_kbps + s.audio_wire_kbps)
+            && (report.received_kbps < 0.5 * (sent + s.audio_wire_kbps)
                 || (report.video_frames == 0 && !audio_only));
         self.short_reports = if short { self.short_reports + 1 } else { 0 };
         if !queue && self.short_reports >= 3 && since(self.last_decrease) >= Duration::from_secs(1)

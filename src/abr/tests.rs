@@ -1,6 +1,7 @@
 use super::*;
 
 mod probe;
+mod simulcast;
 
 /// A fluid model of a bottleneck with a queue: what a receiver would report.
 struct SimLink {
@@ -418,9 +419,13 @@ fn the_slowest_box_sets_the_rate_until_it_goes_away() {
         set.on_report(now, "b", &congested);
     }
     // One cut at most halves the rate; box a alone would have grown past 800.
-    assert!(set.target_kbps().unwrap() < 600, "{:?}", set.target_kbps());
+    assert!(
+        set.target_kbps(Layer::Main).unwrap() < 600,
+        "{:?}",
+        set.target_kbps(Layer::Main)
+    );
     set.on_tick(Duration::from_secs(40));
-    assert_eq!(set.target_kbps(), None);
+    assert_eq!(set.target_kbps(Layer::Main), None);
 }
 
 #[test]

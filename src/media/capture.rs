@@ -10,7 +10,13 @@ use tokio::sync::mpsc;
 
 use std::sync::Mutex;
 
-use super::{MediaError, encoder::EncoderQuirks, pipeline, probe::Profile};
+use super::{
+    MediaError,
+    encoder::EncoderQuirks,
+    layer::{LayerBranch, Picture},
+    pipeline,
+    probe::Profile,
+};
 use crate::frame::{Frame, TrackKind, VideoCodec, unix_micros};
 
 #[derive(Debug, Clone)]
@@ -226,6 +232,34 @@ impl Capture {
         }
     }
 
+    /// The raw pictures' format the pipeline encodes (its `video_caps`'), I420 if it
+    /// names none.
+    fn raw_format(&self) -> String {
+        let caps = self.caps_filter.property::<Option<gst::Caps>>("caps");
+        caps.as_ref()
+            .and_then(|c| c.structure(0))
+            .and_then(|s| s.get::<String>("format").ok())
+            .unwrap_or_else(|| "I420".into())
+    }
+
+    /// A second encoding of the same camera (simulcast): see [`LayerBranch`]. It uses
+    /// the codec and keyframe interval of the main one.
+    pub fn add_layer(
+        &self,
+        picture: Picture,
+        out: mpsc::Sender<Frame>,
+    ) -> Result<LayerBranch, MediaError> {
+        let quirks = self.video.lock().expect("encoder lock").quirks;
+        LayerBranch::add(
+            &self.pipeline,
+            quirks,
+            &self.raw_format(),
+            picture,
+            self.keyframe_seconds,
+            out,
+        )
+    }
+
     /// Change picture size and frame rate while running. The encoder renegotiates and
     /// starts the new size with a keyframe, so the change lands on a group boundary.
     /// The keyframe interval keeps its length in time: a group is also the unit the
@@ -246,15 +280,21 @@ impl Capture {
             video.gop = gop;
             video.quirks.set_gop(&video.element, gop);
         }
-        let caps = gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", width as i32)
-            .field("height", height as i32)
-            .field("framerate", gst::Fraction::new(framerate as i32, 1))
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build();
+        let caps = picture_caps(&self.raw_format(), width, height, framerate);
         self.caps_filter.set_property("caps", caps);
     }
+}
+
+/// Raw pictures of `width` x `height` at `framerate` in `format`, with square pixels
+/// (see [`Capture::set_picture`]).
+pub(super) fn picture_caps(format: &str, width: u32, height: u32, framerate: u32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("framerate", gst::Fraction::new(framerate as i32, 1))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build()
 }
 
 impl VideoEncoder {
@@ -410,7 +450,7 @@ impl KeyframeClock {
 
 /// The upstream event asking an encoder for a keyframe now (the structure
 /// gst_video_event_new_upstream_force_key_unit() builds).
-fn force_key_unit_event() -> gst::Event {
+pub(super) fn force_key_unit_event() -> gst::Event {
     gst::event::CustomUpstream::new(
         gst::Structure::builder("GstForceKeyUnit")
             .field("all-headers", true)
@@ -419,7 +459,7 @@ fn force_key_unit_event() -> gst::Event {
     )
 }
 
-fn frame_callbacks(
+pub(super) fn frame_callbacks(
     kind: TrackKind,
     out: mpsc::Sender<Frame>,
     clock: Option<KeyframeClock>,

@@ -229,6 +229,7 @@ pub async fn run(
             stats.clone(),
             lan.clone(),
             codec_tx.clone(),
+            config.box_id(),
         ))
     };
     loop {
@@ -542,9 +543,16 @@ async fn play_lesson(
     stats: Arc<LessonStats>,
     lan: Option<Arc<crate::media::rebroadcast::LanFeed>>,
     codec_changed: mpsc::UnboundedSender<VideoCodec>,
+    box_id: String,
 ) {
     let (tx, mut rx) = mpsc::channel(64);
-    let video = subscribe::forward_track(&broadcast, TrackKind::Video, budget, tx.clone(), &stats);
+    // The teacher may put this classroom on a second encoding (see `abr::Layer`).
+    let (layer_tx, layer_rx) = tokio::sync::watch::channel(TrackKind::Video.track_name());
+    let layers = tokio::spawn({
+        let broadcast = broadcast.clone();
+        async move { subscribe::follow_layers(&broadcast, &box_id, layer_tx).await }
+    });
+    let video = subscribe::forward_video(&broadcast, Some(layer_rx), budget, tx.clone(), &stats);
     // Audio tolerates a little more reordering than video: a gap is worse than a delay.
     let audio = subscribe::forward_track(&broadcast, TrackKind::Audio, budget, tx, &stats);
     let feed = async {
@@ -570,6 +578,7 @@ async fn play_lesson(
     });
     let (v, a, ()) = tokio::join!(video, audio, feed);
     probe.abort();
+    layers.abort();
     for (name, result) in [("video", v), ("audio", a)] {
         if let Err(e) = result {
             tracing::info!(track = name, error = %e, "track ended");

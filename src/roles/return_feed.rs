@@ -89,6 +89,7 @@ pub async fn run(feed: ReturnFeed, shutdown: CancellationToken) {
         // The teacher's feedback counts media frames, not the link's bytes: padding
         // would show nothing there.
         probe: false,
+        simulcast: false,
     };
     // The teacher's reports about this feed.
     let (reports_tx, mut reports) = mpsc::channel(64);

@@ -5,7 +5,10 @@
 //! in their broadcast name, their bitrate range and who reports back.
 
 use std::{
-    sync::{Arc, atomic::AtomicBool, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -13,20 +16,21 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
     abr::{
-        AbrSettings, Decision, ReceiverReport, ReceiverSet, codec::CodecChooser, ladder,
+        AbrSettings, Decision, Layer, ReceiverReport, ReceiverSet, codec::CodecChooser, ladder,
         usage::EncoderUse,
     },
-    frame::VideoCodec,
+    frame::{Frame, VideoCodec},
     media::{
         MediaError,
         capture::{Capture, CaptureSettings},
+        layer::{LayerBranch, Picture},
         probe::Profile,
     },
     stats::{LessonStats, SenderState},
     transport::{
         TransportError,
         catalog::{AudioInfo, Catalog, VideoInfo},
-        publish::{BroadcastPublisher, Prober},
+        publish::{BroadcastPublisher, Layers, LayersWriter, Prober},
     },
 };
 
@@ -60,19 +64,86 @@ pub struct SenderSettings {
     /// Probe for a better link with padding (see [`crate::abr::probe`]): the lesson,
     /// whose classrooms report what their link delivers, padding included.
     pub probe: bool,
+    /// A second encoding for receivers on much faster links (see
+    /// [`crate::abr::Layer`]): the lesson, with several classrooms.
+    pub simulcast: bool,
+}
+
+/// One encoding's state: its rung of the ladder, and what its encoder does.
+struct Encoding {
+    rung: Option<&'static ladder::Rung>,
+    /// Picture size changes: down at once, up after a while (see [`ladder::RungChooser`]).
+    rungs: ladder::RungChooser,
+    applied: u32,
+    /// Whether the encoder uses its target (no growth while it does not).
+    usage: EncoderUse,
+}
+
+impl Encoding {
+    fn new(rung: Option<&'static ladder::Rung>, kbps: u32) -> Self {
+        Self {
+            rung,
+            rungs: ladder::RungChooser::default(),
+            applied: kbps,
+            usage: EncoderUse::default(),
+        }
+    }
+
+    /// The rung for `target` (see [`ladder::RungChooser::choose`]). Evidence for a
+    /// larger picture: pictures `arriving` at its rate. But an encoder that cannot
+    /// fill its target (a small, simple picture) never makes that rate: all it makes
+    /// getting through is evidence enough (`None` to the chooser).
+    fn next_rung(
+        &mut self,
+        now: Duration,
+        target: u32,
+        arriving: Option<u32>,
+    ) -> Option<&'static ladder::Rung> {
+        let arriving = arriving.filter(|&a| {
+            let made = self.usage.share().map(|s| s * f64::from(self.applied));
+            !(self.usage.limited() && made.is_some_and(|m| f64::from(a) >= 0.9 * m))
+        });
+        self.rungs.choose(now, target, arriving, self.rung)
+    }
+
+    /// Note what the encoder produced (`sent_bytes` so far) against its target, and
+    /// tell the boxes on `layer`.
+    fn observe(
+        &mut self,
+        now: Duration,
+        sent_bytes: u64,
+        layer: Layer,
+        receivers: &mut ReceiverSet,
+    ) {
+        if self.rung.is_none() {
+            // Audio-only: no picture to measure.
+            self.usage.reset();
+        } else {
+            self.usage.record(now, sent_bytes, self.applied);
+        }
+        receivers.set_encoder(layer, self.usage.limited(), self.usage.produced_kbps());
+    }
+}
+
+/// The second encoding while some receivers are on it.
+struct FastEncoding {
+    encoding: Encoding,
+    branch: LayerBranch,
 }
 
 pub struct AdaptiveSender {
     capture: Capture,
     settings: SenderSettings,
-    rung: Option<&'static ladder::Rung>,
-    /// Picture size changes: down at once, up after a while (see [`ladder::RungChooser`]).
-    rungs: ladder::RungChooser,
-    applied: u32,
+    main: Encoding,
+    fast: Option<FastEncoding>,
+    /// Where the second encoding's pictures go (to the publisher), and how many
+    /// bytes of them it has sent.
+    fast_frames: mpsc::Sender<Frame>,
+    fast_bytes: Arc<AtomicU64>,
+    /// Tells the receivers which of them are on the second encoding.
+    layers: LayersWriter,
     video_switch: Arc<AtomicBool>,
     receivers: ReceiverSet,
-    /// Whether the encoder uses its target (no growth while it does not).
-    usage: EncoderUse,
     codecs: CodecChooser,
     profile: Profile,
     started: tokio::time::Instant,
@@ -116,7 +187,10 @@ impl AdaptiveSender {
         let publisher = BroadcastPublisher::new(origin, &s.broadcast, &catalog)?;
         let video_switch = publisher.video_switch();
         let prober = (s.adaptive && s.probe).then(|| publisher.prober());
+        let layers = publisher.layers();
+        let fast_bytes = publisher.fast_bytes();
         let (frames_tx, frames_rx) = mpsc::channel(256);
+        let (fast_frames, fast_rx) = mpsc::channel(256);
         let (errors_tx, errors) = mpsc::unbounded_channel();
         let capture = Capture::start(
             profile,
@@ -149,26 +223,28 @@ impl AdaptiveSender {
         });
         let publish_task = tokio::spawn({
             let stats = stats.clone();
-            async move { publisher.run(frames_rx, &stats).await }
+            async move { publisher.run(frames_rx, fast_rx, &stats).await }
         });
-        let receivers = ReceiverSet::new(AbrSettings {
+        let mut receivers = ReceiverSet::new(AbrSettings {
             start_kbps: s.video_kbps,
             max_kbps: s.max_kbps,
             audio_wire_kbps: crate::abr::audio_wire_kbps(s.audio_kbps),
             ..Default::default()
         });
+        receivers.simulcast = s.adaptive && s.simulcast;
         let can_h265 = s.allow_h265 && profile.encoder_for(VideoCodec::H265).is_some();
         Ok(Self {
             capture,
             codecs: CodecChooser::new(can_h265),
             profile: profile.clone(),
-            applied: s.video_kbps,
+            main: Encoding::new(rung, s.video_kbps),
             settings,
-            rung,
-            rungs: ladder::RungChooser::default(),
+            fast: None,
+            fast_frames,
+            fast_bytes,
+            layers,
             video_switch,
             receivers,
-            usage: EncoderUse::default(),
             started: tokio::time::Instant::now(),
             prober,
             stats,
@@ -196,7 +272,7 @@ impl AdaptiveSender {
             queue_delay_ms = report.queue_delay_ms as u64,
             skipped = report.groups_skipped,
             frames = report.video_frames,
-            encoder_share = ?self.usage.share().map(|s| (s * 100.0) as u32),
+            encoder_share = ?self.main.usage.share().map(|s| (s * 100.0) as u32),
             ?decision,
             "receiver report"
         );
@@ -218,25 +294,26 @@ impl AdaptiveSender {
         {
             tracing::info!(broadcast = %self.settings.broadcast, %codec, "every classroom decodes this best: switching");
             self.capture.set_encoder(encoder);
-            self.usage.reset();
+            self.main.usage.reset();
+            // The second encoding starts again in the new codec, if still wanted.
+            if self.fast.take().is_some() {
+                self.receivers.regroup_all_main();
+            }
         }
         self.follow(None);
     }
 
-    /// Note what the encoder produced against what it was given.
+    /// Note what the encoders produced against what they were given.
     fn observe_encoder(&mut self) {
-        if self.rung.is_none() {
-            // Audio-only: no picture to measure.
-            self.usage.reset();
-        } else {
-            self.usage.record(
-                self.started.elapsed(),
-                self.stats.totals(crate::frame::TrackKind::Video).sent_bytes,
-                self.applied,
-            );
+        let now = self.started.elapsed();
+        let sent = self.stats.totals(crate::frame::TrackKind::Video).sent_bytes;
+        self.main
+            .observe(now, sent, Layer::Main, &mut self.receivers);
+        if let Some(fast) = &mut self.fast {
+            let sent = self.fast_bytes.load(Ordering::Relaxed);
+            fast.encoding
+                .observe(now, sent, Layer::Fast, &mut self.receivers);
         }
-        self.receivers
-            .set_encoder(self.usage.limited(), self.usage.produced_kbps());
     }
 
     fn follow(&mut self, reason: Option<String>) {
@@ -247,51 +324,131 @@ impl AdaptiveSender {
             let kbps = self.receivers.padding_kbps(self.started.elapsed());
             prober.set(kbps.round() as u32);
         }
-        let Some(target) = self.receivers.target_kbps() else {
+        let moved = self.receivers.regroup(self.started.elapsed());
+        if !moved.is_empty() {
+            self.regrouped(&moved);
+        }
+        self.follow_main(reason);
+        self.follow_fast();
+    }
+
+    /// Receivers moved between the encodings: start or stop the second one, give
+    /// each receiver that moved a keyframe on its new track, and tell them all.
+    fn regrouped(&mut self, moved: &[String]) {
+        let fast_target = self.receivers.target_kbps(Layer::Fast);
+        match (fast_target, &self.fast) {
+            (None, Some(_)) => {
+                tracing::info!(broadcast = %self.settings.broadcast, "second encoding stops");
+                self.fast = None;
+            }
+            (Some(target), None) => {
+                let rung = ladder::rung_for(target, None).unwrap_or(ladder::lowest());
+                let picture = Picture {
+                    width: rung.width,
+                    height: rung.height,
+                    framerate: rung.framerate,
+                    kbps: target,
+                };
+                match self.capture.add_layer(picture, self.fast_frames.clone()) {
+                    Ok(branch) => {
+                        tracing::info!(broadcast = %self.settings.broadcast, rung = rung.name, kbps = target, "second encoding starts");
+                        self.fast = Some(FastEncoding {
+                            encoding: Encoding::new(Some(rung), target),
+                            branch,
+                        });
+                    }
+                    Err(e) => {
+                        // (A pipeline of the user's without `video_tee`, say.)
+                        tracing::warn!(error = %e, "no second encoding: the slowest classroom sets the picture for all");
+                        self.receivers.simulcast = false;
+                        self.receivers.regroup_all_main();
+                    }
+                }
+            }
+            _ => {}
+        }
+        for name in moved {
+            match (self.receivers.layer_of(name), &self.fast) {
+                (Some(Layer::Fast), Some(fast)) => fast.branch.force_keyframe(),
+                _ => self.capture.force_keyframe(),
+            }
+        }
+        let layers = Layers {
+            fast: self.receivers.boxes_on(Layer::Fast),
+        };
+        if let Err(e) = self.layers.set(layers) {
+            tracing::warn!(error = %e, "could not tell the classrooms their encodings");
+        }
+    }
+
+    fn follow_main(&mut self, reason: Option<String>) {
+        let now = self.started.elapsed();
+        let Some(target) = self.receivers.target_kbps(Layer::Main) else {
             return;
         };
-        // Evidence for a larger picture: pictures arriving at its rate. But an
-        // encoder that cannot fill its target (a small, simple picture) never makes
-        // that rate: all it makes getting through is evidence enough.
-        // (`None` to the chooser: see [`ladder::RungChooser::choose`].)
-        let arriving = self.receivers.arriving_kbps().filter(|&a| {
-            let made = self.usage.share().map(|s| s * f64::from(self.applied));
-            !(self.usage.limited() && made.is_some_and(|m| f64::from(a) >= 0.9 * m))
-        });
-        let next = self
-            .rungs
-            .choose(self.started.elapsed(), target, arriving, self.rung);
-        if target == self.applied && next == self.rung {
+        let arriving = self.receivers.arriving_kbps(Layer::Main);
+        let next = self.main.next_rung(now, target, arriving);
+        if target == self.main.applied && next == self.main.rung {
             return;
         }
-        self.applied = target;
+        self.main.applied = target;
         self.observe_encoder();
-        if next != self.rung {
+        if next != self.main.rung {
             match next {
                 Some(r) => {
                     tracing::info!(broadcast = %self.settings.broadcast, rung = r.name, kbps = target, "picture changes");
                     self.capture.set_picture(r.width, r.height, r.framerate);
                     self.receivers
-                        .expect_burst(self.started.elapsed(), Duration::from_secs(1));
+                        .expect_burst(Layer::Main, now, Duration::from_secs(1));
                 }
                 None => {
                     tracing::info!(broadcast = %self.settings.broadcast, kbps = target, "link too weak for video: audio only")
                 }
             }
-            if self.rung.is_none() && next.is_some() {
+            if self.main.rung.is_none() && next.is_some() {
                 // Back from audio-only: start the picture now, not at the next GOP.
                 self.capture.force_keyframe();
             }
             self.video_switch.store(next.is_some(), Ordering::Relaxed);
-            self.rung = next;
+            self.main.rung = next;
         }
         self.capture
             .set_video_bitrate(target.max(ladder::min_kbps()));
         self.stats.set_sender(SenderState {
             target_kbps: target,
-            rung: self.rung.map(|r| r.name.to_string()),
+            rung: self.main.rung.map(|r| r.name.to_string()),
             reason: reason.or_else(|| self.stats.sender().reason),
         });
+    }
+
+    /// The second encoding follows the slowest receiver on it; it never goes
+    /// audio-only (its receivers move back to the main one long before).
+    fn follow_fast(&mut self) {
+        let now = self.started.elapsed();
+        let (Some(fast), Some(target)) = (&mut self.fast, self.receivers.target_kbps(Layer::Fast))
+        else {
+            return;
+        };
+        let arriving = self.receivers.arriving_kbps(Layer::Fast);
+        let next = fast
+            .encoding
+            .next_rung(now, target, arriving)
+            .or(Some(ladder::lowest()));
+        if target == fast.encoding.applied && next == fast.encoding.rung {
+            return;
+        }
+        fast.encoding.applied = target;
+        if let Some(r) = next
+            && next != fast.encoding.rung
+        {
+            tracing::info!(broadcast = %self.settings.broadcast, rung = r.name, kbps = target, "second encoding's picture changes");
+            fast.branch.set_picture(r.width, r.height, r.framerate);
+            fast.encoding.rung = next;
+            self.receivers
+                .expect_burst(Layer::Fast, now, Duration::from_secs(1));
+        }
+        fast.branch.set_bitrate(target.max(ladder::min_kbps()));
+        self.observe_encoder();
     }
 }
 

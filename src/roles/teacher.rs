@@ -62,6 +62,7 @@ pub async fn run(
             pipelines_dir: config.media.pipelines_dir.clone(),
             allow_h265: config.media.h265 != crate::config::H265Mode::Off,
             probe: true,
+            simulcast: config.teacher.simulcast,
         },
         stats.clone(),
     )

@@ -6,7 +6,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -15,7 +15,10 @@ use moq_net::{Timestamp, broadcast, group, origin, track};
 use tokio::sync::mpsc;
 
 use super::{TransportError, catalog::Catalog};
-use crate::frame::{Frame, TrackKind};
+use crate::{
+    abr::Layer,
+    frame::{Frame, TrackKind},
+};
 
 /// Audio outranks video everywhere a choice is made (relay and sender queues).
 pub const AUDIO_PRIORITY: u8 = 200;
@@ -29,16 +32,93 @@ pub const PROBE_TRACK: &str = "probe";
 /// it late.
 pub const PROBE_MAX_AGE: Duration = Duration::from_millis(250);
 
+/// The second encoding's track (simulcast, see [`crate::abr::Layer`]); the main one
+/// is [`TrackKind::Video`]'s.
+pub const FAST_VIDEO_TRACK: &str = "video-fast";
+/// Which classrooms are on the second encoding: a group of one JSON frame per change,
+/// `{"fast": ["<classroom id>", ...]}`. A classroom not named, or one whose teacher has
+/// no such track, plays the main track.
+pub const LAYERS_TRACK: &str = "layers";
+
+/// The video track a classroom on `layer` plays.
+pub fn video_track(layer: Layer) -> &'static str {
+    match layer {
+        Layer::Main => TrackKind::Video.track_name(),
+        Layer::Fast => FAST_VIDEO_TRACK,
+    }
+}
+
+/// The classrooms on the second encoding, as sent on [`LAYERS_TRACK`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layers {
+    pub fast: Vec<String>,
+}
+
+/// A video track and the group (GOP) being written to it.
+struct VideoTrack {
+    track: track::Producer,
+    group: Option<group::Producer>,
+}
+
+impl VideoTrack {
+    fn new(
+        broadcast: &broadcast::Producer,
+        name: &str,
+        keep: Duration,
+    ) -> Result<Self, TransportError> {
+        let track = broadcast.create_track(
+            name,
+            track::Info::default()
+                .with_priority(VIDEO_PRIORITY)
+                .with_max_age(keep),
+        )?;
+        Ok(Self { track, group: None })
+    }
+
+    /// Close the group being written (the next picture written must be a keyframe).
+    fn close_group(&mut self) {
+        if let Some(old) = self.group.take() {
+            let _ = old.finish();
+        }
+    }
+
+    /// Write a picture: a keyframe starts a new group. False: not written, since no
+    /// group is open (waiting for a keyframe).
+    fn write(&mut self, timestamp: Timestamp, frame: &Frame) -> Result<bool, TransportError> {
+        if frame.keyframe {
+            self.close_group();
+            let group = self.track.append_group()?;
+            tracing::trace!(
+                track = self.track.name(),
+                sequence = group.sequence,
+                pts_ms = frame.pts_us / 1000,
+                keyframe_bytes = frame.payload.len(),
+                "video group starts"
+            );
+            self.group = Some(group);
+        }
+        let Some(group) = self.group.as_mut() else {
+            return Ok(false);
+        };
+        group.write_frame(timestamp, frame.encode())?;
+        Ok(true)
+    }
+}
+
 /// Publishes one broadcast (the lesson, or a room feed) into a local origin.
 pub struct BroadcastPublisher {
     broadcast: broadcast::Producer,
     /// Served for as long as the broadcast; a new group when the video codec changes.
     catalog_track: track::Producer,
     catalog: Catalog,
-    video: track::Producer,
+    video: VideoTrack,
+    /// The second encoding (simulcast).
+    fast: VideoTrack,
+    /// Bytes of the second encoding sent, for its encoder's use of its target.
+    fast_bytes: Arc<AtomicU64>,
     audio: track::Producer,
     probe: track::Producer,
-    video_group: Option<group::Producer>,
+    layers: track::Producer,
     /// Frames sent, per track (for the decoded-frame ratio).
     pub sent_video: u64,
     pub sent_audio: u64,
@@ -62,11 +142,11 @@ impl BroadcastPublisher {
             super::catalog::TRACK,
             track::Info::default().with_priority(CATALOG_PRIORITY),
         )?;
-        let video = broadcast.create_track(
-            TrackKind::Video.track_name(),
-            track::Info::default()
-                .with_priority(VIDEO_PRIORITY)
-                .with_max_age(keep),
+        let video = VideoTrack::new(&broadcast, TrackKind::Video.track_name(), keep)?;
+        let fast = VideoTrack::new(&broadcast, FAST_VIDEO_TRACK, keep)?;
+        let layers = broadcast.create_track(
+            LAYERS_TRACK,
+            track::Info::default().with_priority(CATALOG_PRIORITY),
         )?;
         let audio = broadcast.create_track(
             TrackKind::Audio.track_name(),
@@ -88,9 +168,11 @@ impl BroadcastPublisher {
             catalog_track,
             catalog: catalog.clone(),
             video,
+            fast,
+            fast_bytes: Default::default(),
             audio,
             probe,
-            video_group: None,
+            layers,
             sent_video: 0,
             sent_audio: 0,
             skipped_until_keyframe: 0,
@@ -108,6 +190,29 @@ impl BroadcastPublisher {
         Prober::start(self.probe.clone())
     }
 
+    /// Where to say which classrooms are on the second encoding.
+    pub fn layers(&self) -> LayersWriter {
+        LayersWriter {
+            track: self.layers.clone(),
+            last: None,
+        }
+    }
+
+    /// Bytes of the second encoding sent so far.
+    pub fn fast_bytes(&self) -> Arc<AtomicU64> {
+        self.fast_bytes.clone()
+    }
+
+    /// Send one picture of the second encoding.
+    pub fn send_fast(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        let timestamp = Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO);
+        if self.fast.write(timestamp, frame)? {
+            self.fast_bytes
+                .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Send one frame. A keyframe starts a new video group; audio packets are groups of one.
     pub fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
         let timestamp = Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO);
@@ -115,37 +220,22 @@ impl BroadcastPublisher {
             TrackKind::Video => {
                 if !self.video_enabled.load(Ordering::Relaxed) {
                     // Close the current group so resuming starts on a keyframe.
-                    if let Some(old) = self.video_group.take() {
-                        let _ = old.finish();
-                    }
+                    self.video.close_group();
                     return Ok(());
                 }
-                if frame.keyframe {
-                    // The encoder changed codec: say so before its first picture.
-                    if let Some(video) = self.catalog.video.as_mut()
-                        && video.codec != frame.codec.as_str()
-                    {
-                        video.codec = frame.codec.as_str().to_string();
-                        write_catalog(&self.catalog_track, &self.catalog)?;
-                    }
-                    if let Some(old) = self.video_group.take() {
-                        let _ = old.finish();
-                    }
-                    let group = self.video.append_group()?;
-                    tracing::trace!(
-                        sequence = group.sequence,
-                        pts_ms = frame.pts_us / 1000,
-                        keyframe_bytes = frame.payload.len(),
-                        "video group starts"
-                    );
-                    self.video_group = Some(group);
+                // The encoder changed codec: say so before its first picture.
+                if frame.keyframe
+                    && let Some(video) = self.catalog.video.as_mut()
+                    && video.codec != frame.codec.as_str()
+                {
+                    video.codec = frame.codec.as_str().to_string();
+                    write_catalog(&self.catalog_track, &self.catalog)?;
                 }
-                let Some(group) = self.video_group.as_mut() else {
+                if self.video.write(timestamp, frame)? {
+                    self.sent_video += 1;
+                } else {
                     self.skipped_until_keyframe += 1;
-                    return Ok(());
-                };
-                group.write_frame(timestamp, frame.encode())?;
-                self.sent_video += 1;
+                }
             }
             TrackKind::Audio => {
                 let mut group = self.audio.append_group()?;
@@ -157,17 +247,27 @@ impl BroadcastPublisher {
         Ok(())
     }
 
-    /// Pump frames from a capture stage until it ends.
+    /// Pump frames from a capture stage until it ends, and the second encoding's
+    /// pictures while it runs (not counted in `stats`, which are the lesson's main
+    /// encoding's).
     pub async fn run(
         mut self,
         mut frames: mpsc::Receiver<Frame>,
+        mut fast_frames: mpsc::Receiver<Frame>,
         stats: &crate::stats::LessonStats,
     ) -> Result<(), TransportError> {
-        while let Some(frame) = frames.recv().await {
-            self.send(&frame)?;
-            stats.record_sent(&frame);
+        loop {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(frame) => {
+                        self.send(&frame)?;
+                        stats.record_sent(&frame);
+                    }
+                    None => return Ok(()),
+                },
+                Some(frame) = fast_frames.recv() => self.send_fast(&frame)?,
+            }
         }
-        Ok(())
     }
 }
 
@@ -227,6 +327,29 @@ impl Drop for Prober {
     }
 }
 
+/// Says which classrooms are on the second encoding (see [`LAYERS_TRACK`]).
+pub struct LayersWriter {
+    track: track::Producer,
+    last: Option<Layers>,
+}
+
+impl LayersWriter {
+    /// Publish `layers` (nothing when unchanged).
+    pub fn set(&mut self, layers: Layers) -> Result<(), TransportError> {
+        if self.last.as_ref() == Some(&layers) {
+            return Ok(());
+        }
+        let mut group = self.track.append_group()?;
+        group.write_frame(
+            Timestamp::ZERO,
+            serde_json::to_vec(&layers).expect("layers serialize"),
+        )?;
+        group.finish()?;
+        self.last = Some(layers);
+        Ok(())
+    }
+}
+
 /// The catalog as a group of its own (a subscriber reads the newest).
 fn write_catalog(track: &track::Producer, catalog: &Catalog) -> Result<(), TransportError> {
     let mut group = track.append_group()?;
@@ -240,10 +363,16 @@ fn write_catalog(track: &track::Producer, catalog: &Catalog) -> Result<(), Trans
 
 impl Drop for BroadcastPublisher {
     fn drop(&mut self) {
-        if let Some(group) = self.video_group.take() {
-            let _ = group.finish();
-        }
-        for track in [&self.catalog_track, &self.video, &self.audio, &self.probe] {
+        self.video.close_group();
+        self.fast.close_group();
+        for track in [
+            &self.catalog_track,
+            &self.video.track,
+            &self.fast.track,
+            &self.audio,
+            &self.probe,
+            &self.layers,
+        ] {
             let _ = track.finish();
         }
         self.broadcast.close();

@@ -63,6 +63,51 @@ pub async fn drain_probe(broadcast: &broadcast::Consumer) {
     }
 }
 
+/// Which video track `box_id` plays, as the teacher says on its
+/// [`publish::LAYERS_TRACK`] (see [`crate::abr::Layer`]): sent on `track`, which starts
+/// at the main one. A teacher from before simulcast has no such track: the main one
+/// it stays.
+pub async fn follow_layers(
+    broadcast: &broadcast::Consumer,
+    box_id: &str,
+    track: tokio::sync::watch::Sender<&'static str>,
+) {
+    let subscription =
+        moq_net::track::Subscription::default().with_priority(publish::CATALOG_PRIORITY);
+    let layers = async {
+        broadcast
+            .track(publish::LAYERS_TRACK)?
+            .subscribe(subscription)
+            .await
+    };
+    let mut layers = match layers.await {
+        Ok(layers) => layers,
+        Err(e) => {
+            tracing::debug!(error = %e, "no layers track: one encoding");
+            return;
+        }
+    };
+    while let Ok(Some(mut group)) = layers.recv_group().await {
+        let Ok(Some(frame)) = group.read_frame().await else {
+            continue;
+        };
+        match serde_json::from_slice::<publish::Layers>(&frame.payload) {
+            Ok(layers) => {
+                let layer = if layers.fast.iter().any(|id| id == box_id) {
+                    crate::abr::Layer::Fast
+                } else {
+                    crate::abr::Layer::Main
+                };
+                track.send_if_modified(|name| {
+                    std::mem::replace(name, publish::video_track(layer))
+                        != publish::video_track(layer)
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "bad layers message from the teacher ignored"),
+        }
+    }
+}
+
 /// Subscribe to one media track and forward its frames until it ends or errors.
 pub async fn forward_track(
     broadcast: &broadcast::Consumer,
@@ -71,31 +116,54 @@ pub async fn forward_track(
     out: mpsc::Sender<Frame>,
     stats: &LessonStats,
 ) -> Result<(), TransportError> {
-    let priority = match kind {
-        TrackKind::Video => publish::VIDEO_PRIORITY,
-        TrackKind::Audio => publish::AUDIO_PRIORITY,
+    match kind {
+        TrackKind::Video => forward_video(broadcast, None, budget, out, stats).await,
+        TrackKind::Audio => {
+            let track = subscribe(broadcast, kind.track_name(), budget).await?;
+            forward_audio(Sink { kind, out, stats }, track).await
+        }
+    }
+}
+
+/// Forward the pictures of the video track `layers` names (the main one when None),
+/// moving to another when it says so.
+pub async fn forward_video(
+    broadcast: &broadcast::Consumer,
+    layers: Option<tokio::sync::watch::Receiver<&'static str>>,
+    budget: Duration,
+    out: mpsc::Sender<Frame>,
+    stats: &LessonStats,
+) -> Result<(), TransportError> {
+    let kind = TrackKind::Video;
+    let name = layers
+        .as_ref()
+        .map_or(kind.track_name(), |layers| *layers.borrow());
+    let track = subscribe(broadcast, name, budget).await?;
+    let mut video = VideoForwarder {
+        sink: Sink { kind, out, stats },
+        budget,
+        last_sequence: None,
+        lip_sync: LipSync::default(),
+        transits: Transits::default(),
+    };
+    video.run(broadcast, track, name, layers).await
+}
+
+/// Subscribe to the media track `name` with `budget` for its groups' age.
+async fn subscribe(
+    broadcast: &broadcast::Consumer,
+    name: &str,
+    budget: Duration,
+) -> Result<track::Subscriber, TransportError> {
+    let priority = if name == TrackKind::Audio.track_name() {
+        publish::AUDIO_PRIORITY
+    } else {
+        publish::VIDEO_PRIORITY
     };
     let subscription = moq_net::track::Subscription::default()
         .with_priority(priority)
         .with_max_age(budget);
-    let track: track::Subscriber = broadcast
-        .track(kind.track_name())?
-        .subscribe(subscription)
-        .await?;
-    let sink = Sink { kind, out, stats };
-    match kind {
-        TrackKind::Video => {
-            let mut video = VideoForwarder {
-                sink,
-                budget,
-                last_sequence: None,
-                lip_sync: LipSync::default(),
-                transits: Transits::default(),
-            };
-            video.run(track).await
-        }
-        TrackKind::Audio => forward_audio(sink, track).await,
-    }
+    Ok(broadcast.track(name)?.subscribe(subscription).await?)
 }
 
 /// Where one track's frames go, counted on the way.
@@ -130,13 +198,38 @@ impl VideoForwarder<'_> {
     /// longer than the latency budget: after an outage the old GOP is a backlog, and
     /// reading it on would keep its stream (and the bandwidth the new keyframe
     /// needs) busy with pictures seconds old. Dropping it cancels its stream.
-    async fn run(&mut self, mut track: track::Subscriber) -> Result<(), TransportError> {
+    ///
+    /// Moving to another track (another encoding, see [`crate::abr::Layer`]) works
+    /// the same way: the new track's first group waits for its keyframe while the
+    /// old track's group plays on, and takes over once its keyframe is in; the old
+    /// track goes with it.
+    async fn run(
+        &mut self,
+        broadcast: &broadcast::Consumer,
+        mut track: track::Subscriber,
+        mut playing: &'static str,
+        mut layers: Option<tokio::sync::watch::Receiver<&'static str>>,
+    ) -> Result<(), TransportError> {
         let mut current: Option<group::Consumer> = None;
         // The newest group waiting for its keyframe, and since when `current` has
         // been superseded (kept when a still newer group replaces the waiting one).
         let mut next: Option<(group::Consumer, tokio::time::Instant)> = None;
+        // A subscription to the track to move to, on its way.
+        type Subscribing<'b> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<track::Subscriber, TransportError>>
+                    + Send
+                    + 'b,
+            >,
+        >;
+        let mut subscribing: Option<(&'static str, Subscribing<'_>)> = None;
+        // Until a group of the new track plays, `current` is the old track's (whose
+        // sequence numbers say nothing of the new one's), and the old subscription
+        // is kept so that it plays on.
+        let mut old_track: Option<track::Subscriber> = None;
         loop {
             let give_up = next.as_ref().map(|(_, since)| *since + self.budget);
+            let moving = old_track.is_some();
             tokio::select! {
                 biased;
                 group = track.recv_group() => match group? {
@@ -148,12 +241,13 @@ impl VideoForwarder<'_> {
                         let newest = next
                             .as_ref()
                             .map(|(g, _)| g.sequence)
-                            .or(current.as_ref().map(|g| g.sequence));
+                            .or(current.as_ref().filter(|_| !moving).map(|g| g.sequence));
                         if newest.is_some_and(|n| group.sequence <= n) {
                             continue;
                         }
                         if current.is_none() {
                             current = Some(group);
+                            old_track = None;
                         } else {
                             let since = next
                                 .take()
@@ -171,23 +265,49 @@ impl VideoForwarder<'_> {
                         && self.pass(frame.payload)
                     {
                         current = waiting;
+                        old_track = None;
                     }
                 }
                 frame = read_next(current.as_mut()) => match frame {
                     Ok(Some(frame)) => if !self.pass(frame.payload) {
                         tracing::debug!(sequence = ?current.as_ref().map(|g| g.sequence), "stale group given up");
                         current = next.take().map(|(group, _)| group);
+                        old_track = None;
                     },
                     // The group is complete, or was cut short (reset by the sender as
                     // stale); a waiting group takes over when its keyframe is in.
                     Ok(None) | Err(_) => {
                         tracing::trace!(sequence = ?current.as_ref().map(|g| g.sequence), error = ?frame.err(), "current group ends");
-                        current = next.take().map(|(group, _)| group)
+                        current = next.take().map(|(group, _)| group);
+                        old_track = None;
                     }
                 },
                 _ = sleep_until(give_up) => {
                     tracing::trace!(sequence = ?current.as_ref().map(|g| g.sequence), "current group given up");
-                    current = next.take().map(|(group, _)| group)
+                    current = next.take().map(|(group, _)| group);
+                    old_track = None;
+                }
+                Ok(()) = changed(layers.as_mut()) => {
+                    let name = *layers.as_mut().expect("changed").borrow_and_update();
+                    if name != playing && subscribing.as_ref().is_none_or(|(n, _)| *n != name) {
+                        tracing::info!(from = playing, to = name, "moving to another encoding");
+                        subscribing = Some((name, Box::pin(subscribe(broadcast, name, self.budget))));
+                    }
+                }
+                subscribed = pending_on(subscribing.as_mut().map(|(_, s)| s)) => {
+                    let (name, _) = subscribing.take().expect("subscribing");
+                    match subscribed {
+                        Ok(new) => {
+                            old_track = Some(std::mem::replace(&mut track, new));
+                            playing = name;
+                            // A group of the old track waiting for its keyframe is
+                            // no use now; the one playing goes on until the new
+                            // track's first keyframe is in.
+                            next = None;
+                            self.last_sequence = None;
+                        }
+                        Err(e) => tracing::warn!(track = name, error = %e, "cannot move to another encoding"),
+                    }
                 }
                 _ = sleep_until(self.lip_sync.deadline().map(instant_at)) => {}
             }
@@ -313,6 +433,24 @@ fn instant_at(at_us: u64) -> tokio::time::Instant {
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next change of `layers`; pending forever when there is none to follow.
+async fn changed(
+    layers: Option<&mut tokio::sync::watch::Receiver<&'static str>>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match layers {
+        Some(layers) => layers.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `future`'s output; pending forever when there is none.
+async fn pending_on<F: std::future::Future + Unpin>(future: Option<&mut F>) -> F::Output {
+    match future {
+        Some(future) => future.await,
         None => std::future::pending().await,
     }
 }
