@@ -47,6 +47,8 @@ pub struct Capture {
     video_out: gst_app::AppSink,
     video: Arc<Mutex<VideoEncoder>>,
     caps_filter: gst::Element,
+    /// What the camera is asked for before the tee (see [`Capture::set_source_floor`]).
+    source_caps: Option<gst::Element>,
     /// The keyframe interval in seconds, kept when the frame rate changes.
     keyframe_seconds: f64,
     _bus: tokio::task::JoinHandle<()>,
@@ -158,6 +160,7 @@ impl Capture {
             settings.keyframe_interval,
         )?;
         let caps_filter: gst::Element = pipeline::element(&pipeline, "video_caps")?;
+        let source_caps = pipeline.by_name("video_source_caps");
         let keyframe_seconds =
             f64::from(settings.keyframe_interval) / f64::from(settings.framerate.max(1));
         for (name, kind) in [
@@ -177,6 +180,7 @@ impl Capture {
             video_out,
             video: Arc::new(Mutex::new(video)),
             caps_filter,
+            source_caps,
             keyframe_seconds,
             _bus: bus,
         })
@@ -240,6 +244,31 @@ impl Capture {
             .and_then(|c| c.structure(0))
             .and_then(|s| s.get::<String>("format").ok())
             .unwrap_or_else(|| "I420".into())
+    }
+
+    /// Ask the camera for at least `width` x `height` at `framerate` (None: whatever
+    /// the encodings ask for). The camera otherwise delivers what the main encoding
+    /// asks for, and a second, larger encoding would be made of its small pictures;
+    /// each encoding scales and drops frames from there.
+    pub fn set_source_floor(&self, floor: Option<(u32, u32, u32)>) {
+        let Some(element) = &self.source_caps else {
+            return;
+        };
+        let caps = match floor {
+            None => gst::Caps::new_any(),
+            Some((width, height, framerate)) => gst::Caps::builder("video/x-raw")
+                .field("width", gst::IntRange::new(width as i32, i32::MAX))
+                .field("height", gst::IntRange::new(height as i32, i32::MAX))
+                .field(
+                    "framerate",
+                    gst::FractionRange::new(
+                        gst::Fraction::new(framerate as i32, 1),
+                        gst::Fraction::new(i32::MAX, 1),
+                    ),
+                )
+                .build(),
+        };
+        element.set_property("caps", caps);
     }
 
     /// A second encoding of the same camera (simulcast): see [`LayerBranch`]. It uses

@@ -58,10 +58,13 @@ impl LayerBranch {
             .ok_or(MediaError::MissingElement(TEE))?;
         let gop = gop(keyframe_seconds, picture.framerate);
         // A queue first: the branch's scaling and encoding run in a thread of their
-        // own, never in the camera's (which feeds the main branch).
+        // own, never in the camera's (which feeds the main branch). Its videorate may
+        // repeat pictures: until the camera follows [`super::capture::Capture::set_source_floor`] it
+        // delivers the main encoding's rate, maybe less than this one's, and a
+        // videorate that only drops fails to negotiate that (and stops the pipeline).
         let leaky = "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream";
         let description = format!(
-            "{leaky} ! videorate drop-only=true ! videoconvert ! videoscale \
+            "{leaky} ! videorate ! videoconvert ! videoscale \
              ! capsfilter name=layer_caps caps=\"{caps}\" ! {leaky} ! {chain} \
              ! appsink name=layer_out sync=false max-buffers=64",
             caps = picture_caps(format, picture.width, picture.height, picture.framerate),

@@ -340,9 +340,11 @@ impl AdaptiveSender {
             (None, Some(_)) => {
                 tracing::info!(broadcast = %self.settings.broadcast, "second encoding stops");
                 self.fast = None;
+                self.ask_camera_for(None);
             }
             (Some(target), None) => {
                 let rung = ladder::rung_for(target, None).unwrap_or(ladder::lowest());
+                self.ask_camera_for(Some(rung));
                 let picture = Picture {
                     width: rung.width,
                     height: rung.height,
@@ -362,6 +364,7 @@ impl AdaptiveSender {
                         tracing::warn!(error = %e, "no second encoding: the slowest classroom sets the picture for all");
                         self.receivers.simulcast = false;
                         self.receivers.regroup_all_main();
+                        self.ask_camera_for(None);
                     }
                 }
             }
@@ -379,6 +382,13 @@ impl AdaptiveSender {
         if let Err(e) = self.layers.set(layers) {
             tracing::warn!(error = %e, "could not tell the classrooms their encodings");
         }
+    }
+
+    /// While the second encoding runs, the camera delivers at least the larger of the
+    /// two pictures (see [`Capture::set_source_floor`]); `fast` is its rung.
+    fn ask_camera_for(&self, fast: Option<&'static ladder::Rung>) {
+        self.capture
+            .set_source_floor(camera_floor(self.main.rung, fast));
     }
 
     fn follow_main(&mut self, reason: Option<String>) {
@@ -411,6 +421,9 @@ impl AdaptiveSender {
             }
             self.video_switch.store(next.is_some(), Ordering::Relaxed);
             self.main.rung = next;
+            if let Some(fast) = &self.fast {
+                self.ask_camera_for(fast.encoding.rung);
+            }
         }
         self.capture
             .set_video_bitrate(target.max(ladder::min_kbps()));
@@ -444,12 +457,28 @@ impl AdaptiveSender {
             tracing::info!(broadcast = %self.settings.broadcast, rung = r.name, kbps = target, "second encoding's picture changes");
             fast.branch.set_picture(r.width, r.height, r.framerate);
             fast.encoding.rung = next;
+            self.capture
+                .set_source_floor(camera_floor(self.main.rung, next));
             self.receivers
                 .expect_burst(Layer::Fast, now, Duration::from_secs(1));
         }
         fast.branch.set_bitrate(target.max(ladder::min_kbps()));
         self.observe_encoder();
     }
+}
+
+/// The least picture the camera must deliver for both encodings (None: no second one).
+fn camera_floor(
+    main: Option<&'static ladder::Rung>,
+    fast: Option<&'static ladder::Rung>,
+) -> Option<(u32, u32, u32)> {
+    let fast = fast?;
+    let main = main.unwrap_or(ladder::lowest());
+    Some((
+        fast.width.max(main.width),
+        fast.height.max(main.height),
+        fast.framerate.max(main.framerate),
+    ))
 }
 
 impl Drop for AdaptiveSender {
