@@ -295,9 +295,12 @@ impl AdaptiveSender {
             tracing::info!(broadcast = %self.settings.broadcast, %codec, "every classroom decodes this best: switching");
             self.capture.set_encoder(encoder);
             self.main.usage.reset();
-            // The second encoding starts again in the new codec, if still wanted.
+            // The second encoding starts again in the new codec, if still wanted
+            // (the new codec's first picture is a keyframe for all).
             if self.fast.take().is_some() {
                 self.receivers.regroup_all_main();
+                self.ask_camera_for(None);
+                self.publish_layers();
             }
         }
         self.follow(None);
@@ -376,6 +379,11 @@ impl AdaptiveSender {
                 _ => self.capture.force_keyframe(),
             }
         }
+        self.publish_layers();
+    }
+
+    /// Tell the receivers which of them are on the second encoding.
+    fn publish_layers(&mut self) {
         let layers = Layers {
             fast: self.receivers.boxes_on(Layer::Fast),
         };
