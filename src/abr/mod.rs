@@ -197,14 +197,6 @@ impl AbrController {
         self.target_kbps.round() as u32
     }
 
-    /// No higher than `kbps` (a box moving to a new encoding starts at what it showed
-    /// room for; never below the lowest rung).
-    pub fn limit_to(&mut self, kbps: f64) {
-        self.target_kbps = self
-            .target_kbps
-            .min(self.clamp(kbps.max(f64::from(ladder::min_kbps()))));
-    }
-
     /// What the pictures got in the latest report, kbit/s.
     pub fn arriving_kbps(&self) -> u32 {
         self.recent_arrivals.back().copied().unwrap_or(0.0).round() as u32

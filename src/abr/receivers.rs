@@ -73,6 +73,16 @@ impl Receiver {
     }
 }
 
+impl AbrController {
+    /// No higher than `kbps` (a box moving to a new encoding starts at what it showed
+    /// room for; never below the lowest rung).
+    fn limit_to(&mut self, kbps: f64) {
+        self.target_kbps = self
+            .target_kbps
+            .min(self.clamp(kbps.max(f64::from(ladder::min_kbps()))));
+    }
+}
+
 /// One controller per classroom; each encoding follows the slowest box on it that has
 /// reported recently.
 #[derive(Debug)]
@@ -261,10 +271,7 @@ impl ReceiverSet {
             return sending;
         }
         let wanted = Layer::ALL.iter().find_map(|&layer| {
-            self.boxes
-                .values()
-                .filter(|r| r.layer == layer)
-                .map(|r| &r.controller)
+            self.on(layer)
                 .min_by_key(|c| c.target_kbps())
                 .and_then(|c| c.wants_probe(now))
         });
@@ -316,20 +323,20 @@ impl ReceiverSet {
     /// boxes hold their last value, so an outage does not ramp others up). None: no
     /// box on it.
     pub fn target_kbps(&self, layer: Layer) -> Option<u32> {
-        self.boxes
-            .values()
-            .filter(|r| r.layer == layer)
-            .map(|r| r.controller.target_kbps())
-            .min()
+        self.on(layer).map(AbrController::target_kbps).min()
     }
 
     /// What the pictures of `layer` got lately at the box on it that got least, kbit/s.
     pub fn arriving_kbps(&self, layer: Layer) -> Option<u32> {
+        self.on(layer).map(AbrController::arriving_kbps).min()
+    }
+
+    /// The controllers of the boxes on `layer`.
+    fn on(&self, layer: Layer) -> impl Iterator<Item = &AbrController> {
         self.boxes
             .values()
-            .filter(|r| r.layer == layer)
-            .map(|r| r.controller.arriving_kbps())
-            .min()
+            .filter(move |r| r.layer == layer)
+            .map(|r| &r.controller)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod devices;
 pub mod display;
 pub mod encoder;
+pub mod keyframe_clock;
 pub mod layer;
 pub mod pipeline;
 pub mod probe;

@@ -339,12 +339,7 @@ impl LayersWriter {
         if self.last.as_ref() == Some(&layers) {
             return Ok(());
         }
-        let mut group = self.track.append_group()?;
-        group.write_frame(
-            Timestamp::ZERO,
-            serde_json::to_vec(&layers).expect("layers serialize"),
-        )?;
-        group.finish()?;
+        write_json(&self.track, &layers)?;
         self.last = Some(layers);
         Ok(())
     }
@@ -352,10 +347,18 @@ impl LayersWriter {
 
 /// The catalog as a group of its own (a subscriber reads the newest).
 fn write_catalog(track: &track::Producer, catalog: &Catalog) -> Result<(), TransportError> {
+    write_json(track, catalog)
+}
+
+/// `value` as JSON in a group of one frame.
+fn write_json(
+    track: &track::Producer,
+    value: &impl serde::Serialize,
+) -> Result<(), TransportError> {
     let mut group = track.append_group()?;
     group.write_frame(
         Timestamp::ZERO,
-        serde_json::to_vec(catalog).expect("catalog serializes"),
+        serde_json::to_vec(value).expect("our messages serialize"),
     )?;
     group.finish()?;
     Ok(())

@@ -38,6 +38,23 @@ pub async fn read_catalog(broadcast: &broadcast::Consumer) -> Result<Catalog, Tr
     Catalog::parse(&frame.payload)
 }
 
+/// Subscribe to a track a teacher from before it was added does not have: None (and
+/// a debug line) when it is not there.
+async fn optional_track(
+    broadcast: &broadcast::Consumer,
+    name: &str,
+    subscription: moq_net::track::Subscription,
+) -> Option<track::Subscriber> {
+    let track = async { broadcast.track(name)?.subscribe(subscription).await };
+    match track.await {
+        Ok(track) => Some(track),
+        Err(e) => {
+            tracing::debug!(track = name, error = %e, "no such track from this teacher");
+            None
+        }
+    }
+}
+
 /// Read the lesson's padding (see [`crate::abr::probe`]) and throw it away: its bytes
 /// count in what the box's link delivered, which is all a probe asks. A teacher from
 /// before probing has no such track; that is not an error.
@@ -45,18 +62,9 @@ pub async fn drain_probe(broadcast: &broadcast::Consumer) {
     let subscription = moq_net::track::Subscription::default()
         .with_priority(publish::PROBE_PRIORITY)
         .with_max_age(publish::PROBE_MAX_AGE);
-    let track = async {
-        broadcast
-            .track(publish::PROBE_TRACK)?
-            .subscribe(subscription)
-            .await
-    };
-    let mut track = match track.await {
-        Ok(track) => track,
-        Err(e) => {
-            tracing::debug!(error = %e, "no probe track");
-            return;
-        }
+    let Some(mut track) = optional_track(broadcast, publish::PROBE_TRACK, subscription).await
+    else {
+        return;
     };
     while let Ok(Some(mut group)) = track.recv_group().await {
         while let Ok(Some(_)) = group.read_frame().await {}
@@ -74,18 +82,9 @@ pub async fn follow_layers(
 ) {
     let subscription =
         moq_net::track::Subscription::default().with_priority(publish::CATALOG_PRIORITY);
-    let layers = async {
-        broadcast
-            .track(publish::LAYERS_TRACK)?
-            .subscribe(subscription)
-            .await
-    };
-    let mut layers = match layers.await {
-        Ok(layers) => layers,
-        Err(e) => {
-            tracing::debug!(error = %e, "no layers track: one encoding");
-            return;
-        }
+    let Some(mut layers) = optional_track(broadcast, publish::LAYERS_TRACK, subscription).await
+    else {
+        return;
     };
     while let Ok(Some(mut group)) = layers.recv_group().await {
         let Ok(Some(frame)) = group.read_frame().await else {
