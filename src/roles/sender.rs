@@ -328,7 +328,9 @@ impl AdaptiveSender {
             prober.set(kbps.round() as u32);
         }
         let moved = self.receivers.regroup(self.started.elapsed());
-        if !moved.is_empty() {
+        // (The last box on the second encoding may also have gone quiet for good.)
+        let orphaned = self.fast.is_some() && self.receivers.target_kbps(Layer::Fast).is_none();
+        if !moved.is_empty() || orphaned {
             self.regrouped(&moved);
         }
         self.follow_main(reason);
