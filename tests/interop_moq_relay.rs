@@ -28,26 +28,26 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lesson_flows_through_a_stock_moq_relay() {
-    init();
+/// A stock moq-relay on loopback with anonymous access to `room/**`; its address and
+/// certificate fingerprint.
+async fn start_moq_relay(
+    dir: &std::path::Path,
+    room: &str,
+) -> (tokio::process::Child, std::net::SocketAddr, String) {
     let binary =
         moq_relay_binary().expect("moq-relay is not installed: run image/dev-setup.sh --test");
-    let dir = tempfile::tempdir().unwrap();
     let identity =
-        tls::Identity::load_or_generate(dir.path(), &["localhost".into(), "127.0.0.1".into()])
-            .unwrap();
-    let fingerprint = identity.fingerprint();
+        tls::Identity::load_or_generate(dir, &["localhost".into(), "127.0.0.1".into()]).unwrap();
     let port = free_udp_port();
-    let mut relay = tokio::process::Command::new(&binary)
+    let relay = tokio::process::Command::new(&binary)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--listen-tls-cert")
-        .arg(dir.path().join("cert.pem"))
+        .arg(dir.join("cert.pem"))
         .arg("--listen-tls-key")
-        .arg(dir.path().join("key.pem"))
+        .arg(dir.join("key.pem"))
         .arg("--auth-public")
-        .arg("interop/**")
+        .arg(format!("{room}/**"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -55,7 +55,16 @@ async fn lesson_flows_through_a_stock_moq_relay() {
         .expect("moq-relay starts");
     // Give it a moment to bind; the clients retry anyway.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (relay, addr, identity.fingerprint())
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lesson_flows_through_a_stock_moq_relay() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut relay, addr, fingerprint) = start_moq_relay(dir.path(), "interop").await;
+    let port = addr.port();
     let relay_addr = format!("127.0.0.1:{port}");
     let classroom = start_classroom(client_config(
         &relay_addr,
@@ -97,4 +106,18 @@ async fn lesson_flows_through_a_stock_moq_relay() {
         latency.p50_ms,
         latency.p95_ms
     );
+}
+
+/// Simulcast needs nothing of the relay but forwarding each subscriber the tracks it
+/// asks for: a stock moq-relay serves a slow and a fast school their own encodings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_school_gets_its_own_encoding_through_a_stock_moq_relay() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut relay, addr, fingerprint) = start_moq_relay(dir.path(), "simulcast").await;
+    schools::a_slow_and_a_fast_school(addr, |via, _| {
+        client_config(&via.to_string(), Some(&fingerprint), "simulcast", None)
+    })
+    .await;
+    let _ = relay.start_kill();
 }

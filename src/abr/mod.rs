@@ -137,6 +137,8 @@ pub struct AbrController {
     padding: Option<probe::Padding>,
     /// No probe before this.
     next_probe: Duration,
+    /// Until then reports carry an outage's backlog (see [`OUTAGE_BACKLOG`]).
+    outage_backlog_until: Option<Duration>,
     /// Reports in a row with pictures and next to no queue: the hint that the link
     /// may have room (see [`Self::wants_probe`]).
     calm_reports: u32,
@@ -162,6 +164,8 @@ pub(crate) const CEILING_FRESH: Duration = Duration::from_secs(20);
 const FRESH_SHARE: f64 = 0.9;
 /// A target over this share of the remembered full link is a probe.
 const PROBING_ABOVE: f64 = 0.95;
+/// After an outage, reports this long carry its backlog, not news of the link.
+const OUTAGE_BACKLOG: Duration = Duration::from_secs(1);
 /// Joining, pictures getting under this share of what the encoder makes: the link
 /// is slower than the start rate (see [`AbrController::on_report`]).
 const JOIN_SHORT_BELOW: f64 = 0.7;
@@ -189,6 +193,7 @@ impl AbrController {
             join_short: None,
             padding: None,
             next_probe: Duration::ZERO,
+            outage_backlog_until: None,
             calm_reports: 0,
         }
     }
@@ -300,6 +305,12 @@ impl AbrController {
             // start rate (or the pre-outage rate if lower); a link still weak is cut
             // by the usual rule within a second.
             self.last_increase = Some(now);
+            // The reports that follow carry the outage's own backlog: seconds of
+            // delay and the groups the relay skipped meanwhile. Taken for a full link
+            // they cut the target again and left a fresh memory of a "full" link at
+            // a third of a 1 Mbit/s link's rate, holding it there for 20 s.
+            self.grace_until = Some(now + OUTAGE_BACKLOG);
+            self.outage_backlog_until = Some(now + OUTAGE_BACKLOG);
             let floor = (s.start_kbps as f64).min(self.target_kbps);
             let to = (report.received_kbps * 0.8)
                 .max(floor)
@@ -453,7 +464,9 @@ impl AbrController {
             );
         }
 
-        if queue || report.groups_skipped > 0 {
+        let outage_backlog = self.outage_backlog_until.is_some_and(|until| now < until);
+        let skipped = report.groups_skipped > 0 && !outage_backlog;
+        if queue || skipped {
             // After a cut the queue takes a while to drain (seconds, on a bloated
             // link that just dropped): cut again only while the delay still grows, or
             // when a second later it is not draining (still over 80% of what it was).
@@ -466,7 +479,7 @@ impl AbrController {
                 return Decision::Hold;
             }
             self.delay_at_cut_ms = report.queue_delay_ms;
-            let reason = if report.groups_skipped > 0 {
+            let reason = if skipped {
                 format!("{} video groups skipped", report.groups_skipped)
             } else {
                 format!("queueing delay {:.0} ms", report.queue_delay_ms)

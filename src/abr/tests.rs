@@ -208,6 +208,41 @@ fn the_first_report_after_an_outage_does_not_mean_audio_only() {
     );
 }
 
+#[test]
+fn an_outages_own_backlog_is_not_a_full_link() {
+    // A 1 Mbit/s link, an outage, and then the reports that carry its backlog:
+    // seconds of delay and the groups the relay skipped meanwhile.
+    let (mut abr, mut clock) = settled(40, 1000.0, 5);
+    abr.on_tick(clock + Duration::from_secs(2));
+    clock += Duration::from_secs(5);
+    abr.on_report(clock, &ReceiverReport::default());
+    let restarted = abr.target_kbps();
+    clock += Duration::from_millis(250);
+    let backlog = abr.on_report(
+        clock,
+        &ReceiverReport {
+            received_kbps: 430.0,
+            queue_delay_ms: 5000.0,
+            groups_skipped: 5,
+            video_frames: 1,
+            ..Default::default()
+        },
+    );
+    assert_eq!(backlog, Decision::Hold, "restarted at {restarted}");
+    assert!(
+        abr.ceiling.is_none_or(|(_, at)| at < clock),
+        "{:?}",
+        abr.ceiling
+    );
+    // Then the link, as good as before: the target grows past the restart.
+    for _ in 0..20 {
+        abr.set_produced(Some(f64::from(abr.target_kbps())));
+        let kbps = f64::from(abr.target_kbps()) + 40.0;
+        clear_report(&mut abr, &mut clock, kbps.min(1000.0), 5.0, 5);
+    }
+    assert!(abr.target_kbps() > 600, "held at {}", abr.target_kbps());
+}
+
 /// One report a quarter second after the last, with `delay_ms` of queue.
 fn clear_report(
     abr: &mut AbrController,

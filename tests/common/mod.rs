@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub mod browser;
 pub mod lms;
 pub mod path;
+pub mod schools;
 
 /// A command's output, which must be a success (its stderr says why not).
 pub fn assert_succeeded(out: &std::process::Output) {
