@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod ladder;
+mod outage;
 pub mod probe;
 pub mod receivers;
 pub mod usage;
@@ -137,7 +138,7 @@ pub struct AbrController {
     padding: Option<probe::Padding>,
     /// No probe before this.
     next_probe: Duration,
-    /// Until then reports carry an outage's backlog (see [`OUTAGE_BACKLOG`]).
+    /// Until then reports carry an outage's backlog (see [`outage::OUTAGE_BACKLOG`]).
     outage_backlog_until: Option<Duration>,
     /// Reports in a row with pictures and next to no queue: the hint that the link
     /// may have room (see [`Self::wants_probe`]).
@@ -164,8 +165,6 @@ pub(crate) const CEILING_FRESH: Duration = Duration::from_secs(20);
 const FRESH_SHARE: f64 = 0.9;
 /// A target over this share of the remembered full link is a probe.
 const PROBING_ABOVE: f64 = 0.95;
-/// After an outage, reports this long carry its backlog, not news of the link.
-const OUTAGE_BACKLOG: Duration = Duration::from_secs(1);
 /// Joining, pictures getting under this share of what the encoder makes: the link
 /// is slower than the start rate (see [`AbrController::on_report`]).
 const JOIN_SHORT_BELOW: f64 = 0.7;
@@ -297,25 +296,8 @@ impl AbrController {
         if self.recent_arrivals.len() > ARRIVALS_KEPT {
             self.recent_arrivals.pop_front();
         }
-        if std::mem::take(&mut self.silent) {
-            // Back from an outage: whatever queued up is stale; restart from what the
-            // link is delivering now rather than from the pre-outage rate. The first
-            // report's rate spans the outage (near zero), which would mean audio-only
-            // with no new picture to replace the stale one: never restart below the
-            // start rate (or the pre-outage rate if lower); a link still weak is cut
-            // by the usual rule within a second.
-            self.last_increase = Some(now);
-            // The reports that follow carry the outage's own backlog: seconds of
-            // delay and the groups the relay skipped meanwhile. Taken for a full link
-            // they cut the target again and left a fresh memory of a "full" link at
-            // a third of a 1 Mbit/s link's rate, holding it there for 20 s.
-            self.grace_until = Some(now + OUTAGE_BACKLOG);
-            self.outage_backlog_until = Some(now + OUTAGE_BACKLOG);
-            let floor = (s.start_kbps as f64).min(self.target_kbps);
-            let to = (report.received_kbps * 0.8)
-                .max(floor)
-                .max(s.min_kbps as f64);
-            return self.decrease(now, to, "link returned after an outage".into());
+        if let Some(decision) = self.back_from_outage(now, report) {
+            return decision;
         }
         let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
 
@@ -464,8 +446,7 @@ impl AbrController {
             );
         }
 
-        let outage_backlog = self.outage_backlog_until.is_some_and(|until| now < until);
-        let skipped = report.groups_skipped > 0 && !outage_backlog;
+        let skipped = report.groups_skipped > 0 && !self.in_outage_backlog(now);
         if queue || skipped {
             // After a cut the queue takes a while to drain (seconds, on a bloated
             // link that just dropped): cut again only while the delay still grows, or
@@ -591,21 +572,6 @@ impl AbrController {
             }
         }
         Decision::Hold
-    }
-
-    /// Called on a timer: notices when reports stop (outage).
-    pub fn on_tick(&mut self, now: Duration) -> Decision {
-        match self.last_report {
-            Some(last) if now.saturating_sub(last) > self.settings.silence && !self.silent => {
-                self.silent = true;
-                Decision::Hold
-            }
-            _ => Decision::Hold,
-        }
-    }
-
-    pub fn is_silent(&self) -> bool {
-        self.silent
     }
 }
 
