@@ -65,6 +65,15 @@ pub(super) struct Receiver {
 }
 
 impl Receiver {
+    /// Onto `layer`, whose encoder does what `(app_limited, produced_kbps)` say (see
+    /// [`ReceiverSet::set_encoder`]).
+    fn move_to(&mut self, layer: Layer, (app_limited, produced_kbps): (bool, Option<f64>)) {
+        self.layer = layer;
+        self.asking_since = None;
+        self.controller.set_app_limited(app_limited);
+        self.controller.set_produced(produced_kbps);
+    }
+
     /// Room shown lately, kbit/s of pictures.
     fn shown(&self, now: Duration) -> f64 {
         self.shown
@@ -135,18 +144,16 @@ impl ReceiverSet {
         let receiver = self.boxes.entry(box_id.to_string()).or_insert_with(|| {
             // A box that joins learns what the encoder does now; later changes reach
             // it through `set_encoder`.
-            let mut controller = AbrController::new(self.settings.clone());
-            let (limited, produced) = self.encoders[Layer::Main.index()];
-            controller.set_app_limited(limited);
-            controller.set_produced(produced);
-            Receiver {
-                controller,
+            let mut receiver = Receiver {
+                controller: AbrController::new(self.settings.clone()),
                 last_report: now,
                 layer: Layer::Main,
                 asking_since: None,
                 moved_back_at: None,
                 shown: None,
-            }
+            };
+            receiver.move_to(Layer::Main, self.encoders[Layer::Main.index()]);
+            receiver
         });
         receiver.last_report = now;
         if report.queue_delay_ms < super::probe::STOP_AT_MS {
@@ -224,15 +231,11 @@ impl ReceiverSet {
             if to == Layer::Main && main.is_some() {
                 r.moved_back_at = Some(now);
             }
-            r.asking_since = None;
             if to == Layer::Fast {
                 // Never above what it showed room for.
                 r.controller.limit_to(r.shown(now));
             }
-            r.layer = to;
-            let (limited, produced) = self.encoders[to.index()];
-            r.controller.set_app_limited(limited);
-            r.controller.set_produced(produced);
+            r.move_to(to, self.encoders[to.index()]);
             r.controller.expect_burst(now, Duration::from_secs(1));
             moved.push(name.clone());
         }
@@ -249,12 +252,9 @@ impl ReceiverSet {
     /// Every box back on the main encoding (the second one stopped); the boxes that
     /// moved are not kept from moving up again.
     pub fn regroup_all_main(&mut self) {
-        let (limited, produced) = self.encoders[Layer::Main.index()];
+        let main = self.encoders[Layer::Main.index()];
         for r in self.boxes.values_mut().filter(|r| r.layer == Layer::Fast) {
-            r.layer = Layer::Main;
-            r.asking_since = None;
-            r.controller.set_app_limited(limited);
-            r.controller.set_produced(produced);
+            r.move_to(Layer::Main, main);
         }
     }
 

@@ -297,9 +297,8 @@ impl AdaptiveSender {
             self.main.usage.reset();
             // The second encoding starts again in the new codec, if still wanted
             // (the new codec's first picture is a keyframe for all).
-            if self.fast.take().is_some() {
-                self.receivers.regroup_all_main();
-                self.ask_camera_for(None);
+            if self.fast.is_some() {
+                self.stop_fast();
                 self.publish_layers();
             }
         }
@@ -342,11 +341,7 @@ impl AdaptiveSender {
     fn regrouped(&mut self, moved: &[String]) {
         let fast_target = self.receivers.target_kbps(Layer::Fast);
         match (fast_target, &self.fast) {
-            (None, Some(_)) => {
-                tracing::info!(broadcast = %self.settings.broadcast, "second encoding stops");
-                self.fast = None;
-                self.ask_camera_for(None);
-            }
+            (None, Some(_)) => self.stop_fast(),
             (Some(target), None) => {
                 let rung = ladder::rung_for(target, None).unwrap_or(ladder::lowest());
                 self.ask_camera_for(Some(rung));
@@ -368,8 +363,7 @@ impl AdaptiveSender {
                         // (A pipeline of the user's without `video_tee`, say.)
                         tracing::warn!(error = %e, "no second encoding: the slowest classroom sets the picture for all");
                         self.receivers.simulcast = false;
-                        self.receivers.regroup_all_main();
-                        self.ask_camera_for(None);
+                        self.stop_fast();
                     }
                 }
             }
@@ -382,6 +376,15 @@ impl AdaptiveSender {
             }
         }
         self.publish_layers();
+    }
+
+    /// No second encoding: every receiver on the main one, the camera as it asks.
+    fn stop_fast(&mut self) {
+        if self.fast.take().is_some() {
+            tracing::info!(broadcast = %self.settings.broadcast, "second encoding stops");
+        }
+        self.receivers.regroup_all_main();
+        self.ask_camera_for(None);
     }
 
     /// Tell the receivers which of them are on the second encoding.
@@ -456,19 +459,19 @@ impl AdaptiveSender {
         let next = fast
             .encoding
             .next_rung(now, target, arriving)
-            .or(Some(ladder::lowest()));
-        if target == fast.encoding.applied && next == fast.encoding.rung {
+            .unwrap_or(ladder::lowest());
+        let changes = fast.encoding.rung != Some(next);
+        if target == fast.encoding.applied && !changes {
             return;
         }
         fast.encoding.applied = target;
-        if let Some(r) = next
-            && next != fast.encoding.rung
-        {
-            tracing::info!(broadcast = %self.settings.broadcast, rung = r.name, kbps = target, "second encoding's picture changes");
-            fast.branch.set_picture(r.width, r.height, r.framerate);
-            fast.encoding.rung = next;
+        if changes {
+            tracing::info!(broadcast = %self.settings.broadcast, rung = next.name, kbps = target, "second encoding's picture changes");
+            fast.branch
+                .set_picture(next.width, next.height, next.framerate);
+            fast.encoding.rung = Some(next);
             self.capture
-                .set_source_floor(camera_floor(self.main.rung, next));
+                .set_source_floor(camera_floor(self.main.rung, Some(next)));
             self.receivers
                 .expect_burst(Layer::Fast, now, Duration::from_secs(1));
         }

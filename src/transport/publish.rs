@@ -205,7 +205,7 @@ impl BroadcastPublisher {
 
     /// Send one picture of the second encoding.
     pub fn send_fast(&mut self, frame: &Frame) -> Result<(), TransportError> {
-        let timestamp = Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO);
+        let timestamp = pts(frame);
         if self.fast.write(timestamp, frame)? {
             self.fast_bytes
                 .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
@@ -215,7 +215,7 @@ impl BroadcastPublisher {
 
     /// Send one frame. A keyframe starts a new video group; audio packets are groups of one.
     pub fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
-        let timestamp = Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO);
+        let timestamp = pts(frame);
         match frame.track {
             TrackKind::Video => {
                 if !self.video_enabled.load(Ordering::Relaxed) {
@@ -325,6 +325,11 @@ impl Drop for Prober {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A frame's presentation time as moq-lite carries it.
+fn pts(frame: &Frame) -> Timestamp {
+    Timestamp::from_scale(frame.pts_us / 1000, 1000).unwrap_or(Timestamp::ZERO)
 }
 
 /// Says which classrooms are on the second encoding (see [`LAYERS_TRACK`]).

@@ -97,10 +97,8 @@ pub async fn follow_layers(
                 } else {
                     crate::abr::Layer::Main
                 };
-                track.send_if_modified(|name| {
-                    std::mem::replace(name, publish::video_track(layer))
-                        != publish::video_track(layer)
-                });
+                let name = publish::video_track(layer);
+                track.send_if_modified(|playing| std::mem::replace(playing, name) != name);
             }
             Err(e) => tracing::warn!(error = %e, "bad layers message from the teacher ignored"),
         }
