@@ -13,7 +13,12 @@ use std::{
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::{MediaError, capture::capture_time_us, pipeline, probe::Profile};
+use super::{
+    MediaError,
+    capture::{capture_time_us, running_time},
+    pipeline,
+    probe::Profile,
+};
 use crate::{frame::TrackKind, stats::LessonStats};
 
 pub struct BaselineSettings {
@@ -85,17 +90,19 @@ impl Baseline {
             let element = tap.clone();
             tap.static_pad("src").expect("identity has src").add_probe(
                 gst::PadProbeType::BUFFER,
-                move |_, info| {
+                move |pad, info| {
                     if let Some(buffer) = info.buffer()
                         && let Ok(map) = buffer.map_readable()
                     {
                         let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+                        let segment = pad.sticky_event::<gst::event::Segment>(0);
+                        let running = running_time(segment.as_ref().map(|e| e.segment()), pts);
                         sent.fetch_add(map.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         let mut c = captured.lock().expect("lock");
                         if c.len() > 100_000 {
                             c.clear();
                         }
-                        c.insert(key(&map), capture_time_us(&element, pts));
+                        c.insert(key(&map), capture_time_us(&element, running));
                     }
                     gst::PadProbeReturn::Ok
                 },
