@@ -64,8 +64,7 @@ async fn lesson_flows_through_a_stock_moq_relay() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let (mut relay, addr, fingerprint) = start_moq_relay(dir.path(), "interop").await;
-    let port = addr.port();
-    let relay_addr = format!("127.0.0.1:{port}");
+    let relay_addr = addr.to_string();
     let classroom = start_classroom(client_config(
         &relay_addr,
         Some(&fingerprint),
