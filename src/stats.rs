@@ -14,6 +14,7 @@ use std::{
 use serde::Serialize;
 
 use crate::frame::{Frame, TrackKind, unix_micros};
+use crate::transport::dispersion::CapacityMeter;
 
 /// The state of the link to the relay, as the page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,6 +26,8 @@ pub enum LinkState {
         rtt_ms: f64,
         cwnd_bytes: u64,
         lost_packets: u64,
+        /// What the link from the relay can carry (see `transport::dispersion`).
+        capacity_kbps: Option<f64>,
     },
     /// Lost or unreachable; a reconnect is scheduled.
     Lost(String),
@@ -109,9 +112,9 @@ pub struct LessonStats {
     media: Mutex<MediaState>,
     /// Return feeds: the teacher's, one per box; a box's own outgoing one as "return".
     feeds: Mutex<std::collections::BTreeMap<String, Arc<LessonStats>>>,
-    /// The QUIC connection to the relay while there is one: its byte counters say
-    /// what the link delivered, packet by packet (see [`Self::receiver_report`]).
-    connection: Mutex<Option<quinn::Connection>>,
+    /// The QUIC connection to the relay while there is one: its byte counters say what
+    /// the link delivered, packet by packet, and the meter what it can carry.
+    connection: Mutex<Option<(quinn::Connection, Arc<CapacityMeter>)>>,
 }
 
 /// Which pipeline profile decodes the lesson, and why it changed (for the page).
@@ -243,7 +246,7 @@ impl LessonStats {
     }
 
     /// The connection to the relay (None: not connected).
-    pub fn set_connection(&self, connection: Option<quinn::Connection>) {
+    pub fn set_connection(&self, connection: Option<(quinn::Connection, Arc<CapacityMeter>)>) {
         *self.connection.lock().expect("stats lock") = connection;
     }
 
@@ -253,7 +256,7 @@ impl LessonStats {
     fn link_kbps(&self, now: u64, state: &mut ReportState) -> Option<f64> {
         let (id, bytes) = {
             let connection = self.connection.lock().expect("stats lock");
-            let c = connection.as_ref()?;
+            let (c, _) = connection.as_ref()?;
             (c.stable_id(), c.stats().udp_rx.bytes)
         };
         if state.link_id != Some(id) {
@@ -331,6 +334,8 @@ impl LessonStats {
             })
             .fold(0.0, f64::max);
         let received_kbps = self.link_kbps(now, state).unwrap_or(received_kbps);
+        let capacity = (self.connection.lock().expect("stats lock").as_ref())
+            .and_then(|(_, meter)| meter.kbps());
         let video = self.totals(TrackKind::Video);
         let report = crate::abr::ReceiverReport {
             received_kbps,
@@ -340,6 +345,8 @@ impl LessonStats {
                 .received_frames
                 .saturating_sub(state.last_video_frames),
             codecs: Vec::new(),
+            // The link carried at least what arrived.
+            capacity_kbps: capacity.map(|kbps| kbps.max(received_kbps)),
         };
         state.last_skipped = video.groups_skipped;
         state.last_video_frames = video.received_frames;

@@ -10,6 +10,7 @@
 //! Packet loss alone is not a signal (QUIC retransmits, and a lossy radio link is not
 //! a full one), so random loss does not collapse the rate.
 
+mod capacity;
 pub mod codec;
 pub mod ladder;
 mod outage;
@@ -43,6 +44,11 @@ pub struct ReceiverReport {
     /// the teacher's feedback about a return feed): H.264 only. See [`codec`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub codecs: Vec<crate::frame::VideoCodec>,
+    /// What the box's link can carry, kbit/s, from how far apart its full packets
+    /// arrive (see [`crate::transport::dispersion`]); `None`: not measured (too
+    /// few packets lately, or a box from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_kbps: Option<f64>,
 }
 
 /// The controller's verdict on one input.
@@ -143,6 +149,8 @@ pub struct AbrController {
     /// Reports in a row with pictures and next to no queue: the hint that the link
     /// may have room (see [`Self::wants_probe`]).
     calm_reports: u32,
+    /// The link's capacity as the box measures it (see [`capacity`]).
+    measured: capacity::Measured,
 }
 
 /// Reports averaged for what the pictures get against what the encoder produced:
@@ -194,6 +202,7 @@ impl AbrController {
             next_probe: Duration::ZERO,
             outage_backlog_until: None,
             calm_reports: 0,
+            measured: Default::default(),
         }
     }
 
@@ -222,6 +231,7 @@ impl AbrController {
         let to = self.clamp(to.min(self.target_kbps));
         self.last_decrease = Some(now);
         self.behind_reports = 0;
+        self.measured.cut();
         if to >= self.target_kbps {
             return Decision::Hold;
         }
@@ -299,6 +309,12 @@ impl AbrController {
         if let Some(decision) = self.back_from_outage(now, report) {
             return decision;
         }
+        self.measured.room = self.room_kbps(report);
+        if let Some(room) = self.measured.room
+            && let Some(decision) = self.on_room(now, room, report)
+        {
+            return decision;
+        }
         let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
 
         if let Some(padded) = padded
@@ -335,7 +351,9 @@ impl AbrController {
             .share_of_made(video)
             .is_some_and(|share| share < JOIN_SHORT_BELOW);
         let previous = self.join_short.take();
-        if joining && report.video_frames > 0 && short_of_made {
+        // (Not when the measured capacity has room: the burst lacked frames, not link.)
+        let room_for_target = (self.measured.room).is_some_and(|r| r >= self.target_kbps);
+        if joining && report.video_frames > 0 && short_of_made && !room_for_target {
             self.join_short = Some(video);
         }
         if let (Some(previous), Some(_)) = (previous, self.join_short) {
@@ -506,6 +524,9 @@ impl AbrController {
         } else {
             1.5 * report.received_kbps
         };
+        if let Some(room) = self.measured.room {
+            cap = cap.min(room);
+        }
         // Pictures arriving well above the remembered full link: the link got better,
         // so the memory of its old limit no longer slows growth.
         if let Some((kbps, _)) = self.ceiling

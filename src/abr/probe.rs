@@ -164,7 +164,9 @@ impl AbrController {
         // (An encoder using well under its target counts too: it cannot show room,
         // and without a probe a 240p15 picture held the step trace at 300k for the
         // 20 s after the rise.)
+        // (A box that measures its link's capacity shows a better link by it.)
         let ready = self.joined
+            && self.measured.room.is_none()
             && !self.silent
             && now >= self.next_probe
             && self.grace_until.is_none_or(|until| now >= until)

@@ -1,5 +1,6 @@
 use super::*;
 
+mod capacity;
 mod outage;
 mod probe;
 mod simulcast;
@@ -9,6 +10,9 @@ struct SimLink {
     capacity_kbps: f64,
     queue_kbit: f64,
     loss: f64,
+    /// Whether the box reports its link's capacity (see [`capacity`]), and how it
+    /// reads: its true value times this.
+    measured: Option<f64>,
 }
 
 impl SimLink {
@@ -38,17 +42,32 @@ impl SimLink {
             groups_skipped: u64::from(queue_delay_ms > 400.0),
             video_frames: 5,
             codecs: Vec::new(),
+            capacity_kbps: self
+                .measured
+                .filter(|_| self.capacity_kbps > 0.0)
+                .map(|reads| reads * self.capacity_kbps),
         }
     }
 }
 
 /// Run the controller against `capacity(t)` for `secs`; returns target over time.
 fn simulate(capacity: impl Fn(f64) -> f64, loss: f64, secs: f64) -> Vec<(f64, f64, f64)> {
+    simulate_with(None, capacity, loss, secs)
+}
+
+/// [`simulate`], with the box reporting its link's capacity times `measured`.
+fn simulate_with(
+    measured: Option<f64>,
+    capacity: impl Fn(f64) -> f64,
+    loss: f64,
+    secs: f64,
+) -> Vec<(f64, f64, f64)> {
     let mut abr = AbrController::new(AbrSettings::default());
     let mut link = SimLink {
         capacity_kbps: capacity(0.0),
         queue_kbit: 0.0,
         loss,
+        measured,
     };
     let dt = 0.25;
     let mut out = Vec::new();

@@ -526,7 +526,6 @@ pub(crate) fn capture_time_us(element: &gst::Element, running: gst::ClockTime) -
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     #[test]

@@ -270,6 +270,7 @@ impl AdaptiveSender {
             at_ms = self.started.elapsed().as_millis() as u64,
             received_kbps = report.received_kbps as u64,
             queue_delay_ms = report.queue_delay_ms as u64,
+            capacity_kbps = report.capacity_kbps.map(|k| k as u64),
             skipped = report.groups_skipped,
             frames = report.video_frames,
             encoder_share = ?self.main.usage.share().map(|s| (s * 100.0) as u32),

@@ -4,7 +4,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
-use super::{TransportError, tls};
+use super::{
+    TransportError,
+    dispersion::{CapacityMeter, RecordingSocket},
+    tls,
+};
 
 /// Keep-alives keep NAT bindings open; the idle timeout notices a dead link quickly.
 fn transport_config() -> Arc<quinn::TransportConfig> {
@@ -53,12 +57,41 @@ pub fn client(
     alpns: &[&str],
     bind: SocketAddr,
 ) -> Result<quinn::Endpoint, TransportError> {
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(client_config(trust, alpns)?);
+    Ok(endpoint)
+}
+
+/// A dialling endpoint whose socket notes when each datagram arrives, for the
+/// link's capacity (see [`dispersion`](super::dispersion)).
+pub fn recording_client(
+    trust: &tls::Trust,
+    alpns: &[&str],
+    bind: SocketAddr,
+    meter: Arc<CapacityMeter>,
+) -> Result<quinn::Endpoint, TransportError> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| TransportError::Connect("no async runtime for QUIC".into()))?;
+    let socket = runtime.wrap_udp_socket(std::net::UdpSocket::bind(bind)?)?;
+    let socket = Arc::new(RecordingSocket::new(socket, meter));
+    let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        runtime,
+    )?;
+    endpoint.set_default_client_config(client_config(trust, alpns)?);
+    Ok(endpoint)
+}
+
+fn client_config(
+    trust: &tls::Trust,
+    alpns: &[&str],
+) -> Result<quinn::ClientConfig, TransportError> {
     let crypto = tls::client_config(trust, alpns)?;
     let crypto =
         QuicClientConfig::try_from(crypto).map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport_config());
-    let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(config);
-    Ok(endpoint)
+    Ok(config)
 }

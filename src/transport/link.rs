@@ -11,7 +11,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use moq_net::origin;
 use tokio_util::sync::CancellationToken;
 
-use super::{CLIENT_ALPNS, TransportError, close, endpoint, tls};
+use super::{CLIENT_ALPNS, TransportError, close, dispersion::CapacityMeter, endpoint, tls};
 use crate::stats::{LessonStats, LinkState};
 
 #[derive(Clone, Debug)]
@@ -33,20 +33,24 @@ pub struct Connected {
 pub struct Link {
     settings: LinkSettings,
     endpoint: quinn::Endpoint,
+    /// What the link to the relay can carry, from its packets' arrival times.
+    capacity: Arc<CapacityMeter>,
 }
 
 impl Link {
     pub fn new(settings: LinkSettings) -> Result<Self, TransportError> {
         let bind: SocketAddr = "[::]:0".parse().expect("valid");
         // Fall back to IPv4-only hosts (some boxes have IPv6 disabled).
-        let endpoint = endpoint::client(&settings.trust, CLIENT_ALPNS, bind).or_else(|_| {
-            endpoint::client(
-                &settings.trust,
-                CLIENT_ALPNS,
-                "0.0.0.0:0".parse().expect("valid"),
-            )
-        })?;
-        Ok(Self { settings, endpoint })
+        let capacity = Arc::new(CapacityMeter::default());
+        let client = |bind| {
+            endpoint::recording_client(&settings.trust, CLIENT_ALPNS, bind, capacity.clone())
+        };
+        let endpoint = client(bind).or_else(|_| client("0.0.0.0:0".parse().expect("valid")))?;
+        Ok(Self {
+            settings,
+            endpoint,
+            capacity,
+        })
     }
 
     pub fn settings(&self) -> &LinkSettings {
@@ -196,13 +200,15 @@ impl Link {
         shutdown: &CancellationToken,
     ) -> TransportError {
         // The receiver reports read the connection's byte counters.
-        stats.set_connection(Some(connected.conn.clone()));
-        let reason = Self::watch(connected, stats, shutdown).await;
+        self.capacity.reset();
+        stats.set_connection(Some((connected.conn.clone(), self.capacity.clone())));
+        let reason = self.watch(connected, stats, shutdown).await;
         stats.set_connection(None);
         reason
     }
 
     async fn watch(
+        &self,
         connected: &Connected,
         stats: &LessonStats,
         shutdown: &CancellationToken,
@@ -214,6 +220,7 @@ impl Link {
                 rtt_ms: connected.conn.rtt().as_secs_f64() * 1000.0,
                 cwnd_bytes: path.cwnd,
                 lost_packets: path.lost_packets,
+                capacity_kbps: self.capacity.kbps(),
             });
             tokio::select! {
                 _ = shutdown.cancelled() => return TransportError::Connect("shutdown".into()),

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod congestion;
+pub mod dispersion;
 pub mod endpoint;
 pub mod link;
 pub mod lipsync;

@@ -26,6 +26,7 @@ impl School {
                     capacity_kbps,
                     queue_kbit: 0.0,
                     loss: 0.0,
+                    measured: None,
                 };
                 (name, link)
             })
