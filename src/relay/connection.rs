@@ -42,7 +42,7 @@ impl Connection {
     pub async fn serve(self, incoming: quinn::Incoming) -> Result<(), RelayError> {
         // An unknown ALPN fails here, in the TLS handshake (no_application_protocol).
         let conn = incoming.await?;
-        let transport = web_transport_quinn::Session::raw(conn.clone());
+        let transport = crate::transport::session::PeerClose::raw(conn.clone());
         let now = tokio::time::Instant::now().into_std();
         let handshake = match tokio::time::timeout(
             std::time::Duration::from_secs(5),

@@ -92,7 +92,7 @@ impl Link {
             .await
             .map_err(|e| connection_error(&e))?;
 
-        let transport = web_transport_quinn::Session::raw(conn.clone());
+        let transport = super::session::PeerClose::raw(conn.clone());
         let client = moq_net::Client::new()
             .with_origin(origin.clone())
             .with_path(self.setup_path());

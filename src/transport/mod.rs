@@ -15,6 +15,7 @@ pub mod lipsync;
 pub mod playout;
 pub mod publish;
 pub mod report;
+pub mod session;
 pub mod subscribe;
 pub mod tls;
 
