@@ -138,6 +138,10 @@ pub struct BenchArgs {
     /// Skip the SRT baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Run classbox through this stock moq-relay binary instead of its own relay (what a
+    /// district's moq-relay cluster gives a school), e.g. ~/.cargo/bin/moq-relay.
+    #[arg(long, value_name = "PATH")]
+    pub moq_relay: Option<PathBuf>,
     /// Run classbox without adaptation, at this fixed video bitrate (diagnosis).
     #[arg(long, value_name = "KBPS")]
     pub fixed_kbps: Option<u32>,

@@ -121,3 +121,37 @@ fn nothing_from_before_an_outage_plays_after_it() {
         "did not resume: {sound} sound packets and {pictures} pictures after the outage"
     );
 }
+
+/// `--moq-relay`: the same run through a stock moq-relay (a district's), labelled so.
+#[test]
+fn bench_runs_through_a_stock_moq_relay() {
+    let binary = classbox::roles::loopback::StockRelay::installed()
+        .expect("moq-relay is not installed: run image/dev-setup.sh --test");
+    let dir = tempfile::tempdir().unwrap();
+    // ~1 Mbit/s for 8 s.
+    let lines: Vec<String> = (1..=8_000u64)
+        .filter(|ms| ms % 12 == 0)
+        .map(|ms| ms.to_string())
+        .collect();
+    let trace = dir.path().join("const.trace");
+    std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
+
+    let binary = binary.to_str().unwrap();
+    let args = [
+        "--duration",
+        "8",
+        "--no-baseline",
+        "--json",
+        "--moq-relay",
+        binary,
+    ];
+    let out = bench(&args, &trace);
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &results[0];
+    assert_eq!(run["relay"], "moq-relay");
+    let frames = run["classbox"]["decoded_video_frames"].as_u64().unwrap();
+    assert!(
+        frames > 50,
+        "only {frames} pictures decoded through moq-relay"
+    );
+}

@@ -5,66 +5,24 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::time::Duration;
 
-use classbox::{frame::TrackKind, transport::tls};
+use classbox::{frame::TrackKind, roles::loopback::StockRelay};
 use common::*;
 
-fn moq_relay_binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("MOQ_RELAY_BIN").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/moq-relay")),
-        Some(PathBuf::from("/usr/local/bin/moq-relay")),
-    ];
-    candidates.into_iter().flatten().find(|p| p.is_file())
-}
-
-/// A free UDP port on loopback (bound then released; moq-relay binds it next).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A stock moq-relay on loopback with anonymous access to `room/**`; its address and
-/// certificate fingerprint.
-async fn start_moq_relay(
-    dir: &std::path::Path,
-    room: &str,
-) -> (tokio::process::Child, std::net::SocketAddr, String) {
+/// A stock moq-relay on loopback with anonymous access to `room/**`.
+async fn start_moq_relay(dir: &std::path::Path, room: &str) -> StockRelay {
     let binary =
-        moq_relay_binary().expect("moq-relay is not installed: run image/dev-setup.sh --test");
-    let identity =
-        tls::Identity::load_or_generate(dir, &["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let port = free_udp_port();
-    let relay = tokio::process::Command::new(&binary)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--listen-tls-cert")
-        .arg(dir.join("cert.pem"))
-        .arg("--listen-tls-key")
-        .arg(dir.join("key.pem"))
-        .arg("--auth-public")
-        .arg(format!("{room}/**"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("moq-relay starts");
-    // Give it a moment to bind; the clients retry anyway.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    (relay, addr, identity.fingerprint())
+        StockRelay::installed().expect("moq-relay is not installed: run image/dev-setup.sh --test");
+    StockRelay::start(&binary, dir, room).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_flows_through_a_stock_moq_relay() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let (mut relay, addr, fingerprint) = start_moq_relay(dir.path(), "interop").await;
-    let relay_addr = addr.to_string();
+    let relay = start_moq_relay(dir.path(), "interop").await;
+    let (relay_addr, fingerprint) = (relay.addr.to_string(), relay.fingerprint.clone());
     let classroom = start_classroom(client_config(
         &relay_addr,
         Some(&fingerprint),
@@ -84,13 +42,9 @@ async fn lesson_flows_through_a_stock_moq_relay() {
     let latency = classroom.stats.latency_summary();
     teacher.stop().await.unwrap();
     classroom.stop().await.unwrap();
-    let _ = relay.start_kill();
-    let output = relay.wait_with_output().await.unwrap();
+    let stderr = relay.stop().await;
     if !flowed {
-        eprintln!(
-            "moq-relay stderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        eprintln!("moq-relay stderr:\n{stderr}");
     }
     assert!(
         flowed,
@@ -113,10 +67,15 @@ async fn lesson_flows_through_a_stock_moq_relay() {
 async fn each_school_gets_its_own_encoding_through_a_stock_moq_relay() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let (mut relay, addr, fingerprint) = start_moq_relay(dir.path(), "simulcast").await;
-    schools::a_slow_and_a_fast_school(addr, |via, _| {
-        client_config(&via.to_string(), Some(&fingerprint), "simulcast", None)
+    let relay = start_moq_relay(dir.path(), "simulcast").await;
+    schools::a_slow_and_a_fast_school(relay.addr, |via, _| {
+        client_config(
+            &via.to_string(),
+            Some(&relay.fingerprint),
+            "simulcast",
+            None,
+        )
     })
     .await;
-    let _ = relay.start_kill();
+    relay.stop().await;
 }

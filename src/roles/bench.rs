@@ -6,7 +6,7 @@ use std::{io::Write, sync::Arc, time::Duration};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::loopback::LoopbackRelay;
+use super::loopback::{LoopbackRelay, StockRelay};
 use crate::{
     auth::Role,
     bench::{Figures, RunData, figures},
@@ -30,6 +30,8 @@ struct TraceResult {
     rtt_ms: u64,
     loss_percent: f64,
     duration_s: u64,
+    /// The relay classbox ran through: "classbox" (ours) or "moq-relay" (`--moq-relay`).
+    relay: &'static str,
     classbox: Figures,
     srt_baseline: Option<Figures>,
 }
@@ -79,6 +81,11 @@ pub async fn run(args: &BenchArgs, shutdown: CancellationToken) -> anyhow::Resul
             rtt_ms: args.rtt_ms,
             loss_percent: args.loss_percent,
             duration_s: args.duration,
+            relay: if args.moq_relay.is_some() {
+                "moq-relay"
+            } else {
+                "classbox"
+            },
             classbox: ours,
             srt_baseline: baseline,
         });
@@ -228,18 +235,25 @@ async fn run_classbox(
     let state = tempfile::Builder::new()
         .prefix("classbox-bench-")
         .tempdir()?;
-    let relay = LoopbackRelay::start(state.path(), "127.0.0.1:0", shutdown.clone())?;
-    let emulator = LinkEmulator::start(relay.addr, link, 42, shutdown.clone()).await?;
+    let relay = match &args.moq_relay {
+        Some(binary) => BenchRelay::Stock(StockRelay::start(binary, state.path(), "bench").await?),
+        None => BenchRelay::Ours(LoopbackRelay::start(
+            state.path(),
+            "127.0.0.1:0",
+            shutdown.clone(),
+        )?),
+    };
+    let emulator = LinkEmulator::start(relay.addr(), link, 42, shutdown.clone()).await?;
     let started_us = unix_micros();
 
     let config = |role: Role, via| {
-        let mut c = relay.client_config(via, "bench", role);
+        let mut c = relay.client_config(via, role);
         c.classroom.display = DisplayMode::Headless;
         c.classroom.id = "bench".into();
         c
     };
     let classroom_config = config(Role::Box, emulator.addr());
-    let mut teacher_config = config(Role::Teacher, relay.addr);
+    let mut teacher_config = config(Role::Teacher, relay.addr());
     if let Some(kbps) = args.fixed_kbps {
         teacher_config.teacher.adaptive = false;
         teacher_config.teacher.video_kbps = kbps;
@@ -271,7 +285,7 @@ async fn run_classbox(
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = teacher.await;
         let _ = classroom.await;
-        let _ = relay.task.await;
+        relay.stop().await;
     })
     .await;
     emulator.join().await;
@@ -293,6 +307,41 @@ async fn run_classbox(
     let sent = video.sent_bytes + audio.sent_bytes;
     let run = RunData::from_receiver(started_us, duration, &classroom_stats, delivered, sent);
     Ok((figures(trace, &run), run))
+}
+
+/// The relay of a bench run: ours, or a stock moq-relay (`--moq-relay`).
+enum BenchRelay {
+    Ours(LoopbackRelay),
+    Stock(StockRelay),
+}
+
+impl BenchRelay {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Self::Ours(relay) => relay.addr,
+            Self::Stock(relay) => relay.addr,
+        }
+    }
+
+    fn client_config(&self, via: std::net::SocketAddr, role: Role) -> crate::config::Config {
+        match self {
+            Self::Ours(relay) => relay.client_config(via, "bench", role),
+            Self::Stock(relay) => relay.client_config(via),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            // (It stops with the run's shutdown token.)
+            Self::Ours(relay) => {
+                let _ = relay.task.await;
+            }
+            Self::Stock(relay) => {
+                let stderr = relay.stop().await;
+                tracing::debug!(%stderr, "moq-relay stopped");
+            }
+        }
+    }
 }
 
 async fn run_baseline(
@@ -355,7 +404,11 @@ fn print_table(results: &[TraceResult]) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
-        let rows = std::iter::once(("classbox", &r.classbox))
+        let ours = match r.relay {
+            "classbox" => "classbox".to_string(),
+            other => format!("classbox via {other}"),
+        };
+        let rows = std::iter::once((ours.as_str(), &r.classbox))
             .chain(r.srt_baseline.as_ref().map(|b| ("SRT baseline", b)));
         for (system, f) in rows {
             println!(
