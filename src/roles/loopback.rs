@@ -109,8 +109,9 @@ impl StockRelay {
         if child.try_wait()?.is_some() {
             let output = child.wait_with_output().await?;
             anyhow::bail!(
-                "{} quit at start: {}",
+                "{} quit at start ({}): {}",
                 binary.display(),
+                output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
