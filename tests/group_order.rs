@@ -210,3 +210,52 @@ async fn a_group_older_than_the_budget_stops_crossing_the_link() {
     reader.abort();
     path.stop().await;
 }
+
+/// The next group to arrive, once its first frame is read.
+async fn first_frame(subscriber: &mut track::Subscriber) -> moq_net::group::Consumer {
+    let next = tokio::time::timeout(Duration::from_secs(20), subscriber.recv_group());
+    let mut group = next.await.expect("a group arrives").unwrap().unwrap();
+    group.read_frame().await.unwrap().expect("its first frame");
+    group
+}
+
+/// A group its reader gives up (a classroom moving on to a newer group) stops crossing
+/// the link, whichever relay sends it: the subscriber's moq-net cancels the group's
+/// stream (STOP_SENDING), which any relay's QUIC honours by dropping what it has not
+/// sent. Our relay also resets groups older than the budget (above); a stock moq-relay
+/// does not, and sent the 2 Mbit/s groups from before a drop for 10-15 s. Here the
+/// budget is 10 s, so only the subscriber's giving up can stop the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_its_reader_gives_up_stops_crossing_the_link() {
+    let mut path = Path::start("given-up", 200, Duration::from_secs(10)).await;
+    let mut subscriber = path.subscriber.take().unwrap();
+    let group = |frames: usize, bytes: usize| {
+        let mut group = path.video.append_group().unwrap();
+        for _ in 0..frames {
+            group
+                .write_frame(Timestamp::ZERO, vec![0u8; bytes])
+                .unwrap();
+        }
+        group.finish().unwrap();
+        group.sequence
+    };
+    let warm = group(1, 100);
+    assert_eq!(first_frame(&mut subscriber).await.sequence, warm);
+    let before = path.path.down().await.delivered_bytes;
+
+    // 60 KB: 2.4 s of a 200 kbit/s link. Its first frame is read, then it is given up.
+    let old = group(60, FRAME_BYTES);
+    let given_up = first_frame(&mut subscriber).await;
+    assert_eq!(given_up.sequence, old);
+    drop(given_up);
+    let new = group(1, 200);
+    assert_eq!(first_frame(&mut subscriber).await.sequence, new);
+    // Long enough for the whole old group to cross if it were still being sent.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let crossed = path.path.down().await.delivered_bytes - before;
+    assert!(
+        crossed < 30_000,
+        "{crossed} bytes crossed the link after the old group was given up"
+    );
+    path.stop().await;
+}

@@ -785,6 +785,8 @@ enum GroupRecvState {
 		track: track::Producer,
 		ingest: FrameIngest,
 		_reading: Reading,
+		/// Whether the group has had a reader (classbox patch, see `poll_serve`).
+		read: bool,
 	},
 	Done,
 }
@@ -854,10 +856,15 @@ impl<S: crate::transport::poll::Session> GroupRecv<S> {
 						track,
 						ingest: FrameIngest::new(&self.subscriber, timescale),
 						_reading: reading,
+						read: false,
 					};
 				}
 				GroupRecvState::Serve {
-					group, track, ingest, ..
+					group,
+					track,
+					ingest,
+					read,
+					..
 				} => {
 					// The track or group dying cancels the stream; the peer's own close
 					// arrives through the ingest's reads.
@@ -867,6 +874,18 @@ impl<S: crate::transport::poll::Session> GroupRecv<S> {
 						}
 						if let Poll::Ready(err) = group.poll_closed(waiter) {
 							break 'serve Err(err);
+						}
+						// classbox patch: a group every reader has given up (a receiver
+						// that moved on to a newer group) cancels its stream, which
+						// tells the sender to stop sending it (STOP_SENDING): a relay
+						// that does not drop stale groups itself (stock moq-relay) sent
+						// the groups from before a bandwidth drop for 10-15 s. A group
+						// no one has read yet is kept for its first reader.
+						if !*read {
+							*read = group.poll_used(waiter).is_ready();
+						}
+						if *read && group.poll_unused(waiter).is_ready() {
+							break 'serve Err(Error::Cancel);
 						}
 						match ingest.poll(&mut self.reader, group, waiter) {
 							Poll::Ready(res) => break 'serve res,

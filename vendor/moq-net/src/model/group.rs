@@ -1013,6 +1013,12 @@ impl Producer {
 		self.state.poll_unused(waiter).map(|_| ())
 	}
 
+	/// Poll for the group having a consumer (classbox patch, see
+	/// `lite::subscriber::GroupRecv`).
+	pub(crate) fn poll_used(&self, waiter: &kio::Waiter) -> Poll<()> {
+		self.state.poll_used(waiter).map(|_| ())
+	}
+
 	/// The recorded abort reason, or [`Error::Dropped`] if the group closed without one.
 	fn abort_reason(&self) -> Error {
 		self.state.read().abort.clone().unwrap_or(Error::Dropped)
