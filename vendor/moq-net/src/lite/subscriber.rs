@@ -880,7 +880,10 @@ impl<S: crate::transport::poll::Session> GroupRecv<S> {
 						// tells the sender to stop sending it (STOP_SENDING): a relay
 						// that does not drop stale groups itself (stock moq-relay) sent
 						// the groups from before a bandwidth drop for 10-15 s. A group
-						// no one has read yet is kept for its first reader.
+						// no one has read yet is kept for its first reader. (A reader
+						// is noted when this runs: one that lets go before then, such
+						// as a receiver skipping an older group at once, is not seen,
+						// and that group is received whole as before.)
 						if !*read {
 							*read = group.poll_used(waiter).is_ready();
 						}
