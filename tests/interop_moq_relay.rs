@@ -17,24 +17,19 @@ async fn start_moq_relay(dir: &std::path::Path, room: &str) -> StockRelay {
     StockRelay::start(&binary, dir, room).await.unwrap()
 }
 
+/// No display in tests.
+fn headless(mut config: classbox::config::Config) -> classbox::config::Config {
+    config.classroom.display = classbox::config::DisplayMode::Headless;
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lesson_flows_through_a_stock_moq_relay() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let relay = start_moq_relay(dir.path(), "interop").await;
-    let (relay_addr, fingerprint) = (relay.addr.to_string(), relay.fingerprint.clone());
-    let classroom = start_classroom(client_config(
-        &relay_addr,
-        Some(&fingerprint),
-        "interop",
-        None,
-    ));
-    let teacher = start_teacher(client_config(
-        &relay_addr,
-        Some(&fingerprint),
-        "interop",
-        None,
-    ));
+    let classroom = start_classroom(headless(relay.client_config(relay.addr)));
+    let teacher = start_teacher(headless(relay.client_config(relay.addr)));
     let stats = classroom.stats.clone();
     let decoded = || stats.totals(TrackKind::Video).decoded;
     let flowed = wait_until(Duration::from_secs(20), || decoded() >= 150).await;
@@ -68,14 +63,7 @@ async fn each_school_gets_its_own_encoding_through_a_stock_moq_relay() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let relay = start_moq_relay(dir.path(), "simulcast").await;
-    schools::a_slow_and_a_fast_school(relay.addr, |via, _| {
-        client_config(
-            &via.to_string(),
-            Some(&relay.fingerprint),
-            "simulcast",
-            None,
-        )
-    })
-    .await;
+    schools::a_slow_and_a_fast_school(relay.addr, |via, _| headless(relay.client_config(via)))
+        .await;
     relay.stop().await;
 }
