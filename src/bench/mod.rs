@@ -31,6 +31,9 @@ pub struct RunData {
     pub delivered: Vec<(u64, u64)>,
     pub video_bytes_received: u64,
     pub bytes_sent: u64,
+    /// The sound's packet time, ms, for sound whose packets carry no capture time (the
+    /// SRT baseline's, in 20 ms packets); `None`: taken from the capture times.
+    pub audio_packet_ms: Option<f64>,
 }
 
 impl RunData {
@@ -49,6 +52,7 @@ impl RunData {
             delivered,
             video_bytes_received: receiver.totals(TrackKind::Video).received_bytes,
             bytes_sent,
+            audio_packet_ms: None,
         }
     }
 }
@@ -80,6 +84,30 @@ fn capacity_by_second(trace: &Trace, secs: u64) -> Vec<f64> {
     (0..secs)
         .map(|i| trace.capacity_bps(Duration::from_secs(i), Duration::from_secs(i + 1)) / 1000.0)
         .collect()
+}
+
+/// Silences of over [`AUDIO_GAP_MS`]: from the end of each packet's sound (its
+/// release plus its duration) to the next packet's release. A packet lasts its capture
+/// step to a neighbour, the smaller of the two (20 ms, or 40 ms when the teacher packs
+/// the sound for a slow link; a packet lost in between is a silence, not a longer
+/// packet). Counting from one release to the next instead would take a 60 ms silence
+/// after a 40 ms packet for a gap. `packet_ms`: the duration, for packets that carry no
+/// capture time.
+fn audio_gaps(audio: &[&Decoded], packet_ms: Option<f64>) -> usize {
+    let capture_ms = |d: &Decoded| d.at_us as f64 / 1000.0 - d.latency_ms;
+    let step = |i: usize| capture_ms(audio[i + 1]) - capture_ms(audio[i]);
+    (0..audio.len().saturating_sub(1))
+        .filter(|&i| {
+            let duration = match (packet_ms, i) {
+                (Some(ms), _) => ms,
+                (None, 0) => step(0),
+                (None, _) => step(i).min(step(i - 1)),
+            }
+            .max(0.0);
+            let spacing = audio[i + 1].at_us.saturating_sub(audio[i].at_us) as f64 / 1000.0;
+            spacing - duration > AUDIO_GAP_MS
+        })
+        .count()
 }
 
 pub fn figures(trace: &Trace, run: &RunData) -> Figures {
@@ -132,10 +160,7 @@ pub fn figures(trace: &Trace, run: &RunData) -> Figures {
         }
         None => 1.0,
     };
-    let audio_gaps = audio
-        .windows(2)
-        .filter(|w| (w[1].at_us.saturating_sub(w[0].at_us)) as f64 / 1000.0 > AUDIO_GAP_MS)
-        .count();
+    let audio_gaps = audio_gaps(&audio, run.audio_packet_ms);
 
     let mut drops = Vec::new();
     let mut rises = Vec::new();
@@ -240,6 +265,42 @@ mod tests {
     }
 
     #[test]
+    fn an_audio_gap_is_silence_longer_than_100_ms_whatever_the_packet_time() {
+        // 20 ms packets, then 40 ms ones; each steady stretch then has one stall.
+        let mut timeline = Vec::new();
+        let mut push = |capture_ms: u64, delay: f64| {
+            timeline.push(decoded(capture_ms + delay as u64, TrackKind::Audio, delay));
+        };
+        for ms in (0..1000).step_by(20) {
+            // From 500 ms each packet plays 90 ms later: 90 ms of silence, no gap.
+            push(ms, if ms < 500 { 50.0 } else { 140.0 });
+        }
+        for ms in (1000..3000).step_by(40) {
+            // 40 ms packets: 90 ms more from 1.6 s is no gap either (a release every
+            // 130 ms there, which counting from release to release took for one)...
+            let delay = match ms {
+                ..1600 => 140.0,
+                1600..2400 => 230.0,
+                // ...but 110 ms more from 2.4 s is.
+                _ => 340.0,
+            };
+            push(ms, delay);
+        }
+        // A lost 40 ms packet and a 100 ms stall after it: a gap (140 ms of silence).
+        push(3040, 440.0);
+        let audio: Vec<&Decoded> = timeline.iter().collect();
+        assert_eq!(audio_gaps(&audio, None), 2);
+        // Sound without capture times (the baseline's): its arrivals, 20 ms each.
+        let arrivals: Vec<Decoded> = audio
+            .iter()
+            .map(|d| decoded(d.at_us / 1000, TrackKind::Audio, 0.0))
+            .collect();
+        let arrivals: Vec<&Decoded> = arrivals.iter().collect();
+        // Read as 20 ms packets, the 130 ms from 1.6 s (90 ms of silence) is a gap too.
+        assert_eq!(audio_gaps(&arrivals, Some(20.0)), 3);
+    }
+
+    #[test]
     fn freezes_gaps_and_recovery() {
         // 10 s at 1 Mbit/s, dropping to 250 kbit/s at 5 s.
         let mut lines = Vec::new();
@@ -279,6 +340,7 @@ mod tests {
             delivered: (0..=40).map(|i| (i * 250_000, i * 25_000)).collect(),
             video_bytes_received: 1_000_000,
             bytes_sent: 1_200_000,
+            audio_packet_ms: None,
         };
         let f = figures(&trace, &run);
         assert!((f.freeze_ratio - 0.1).abs() < 0.01, "{}", f.freeze_ratio);
