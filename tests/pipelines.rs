@@ -301,3 +301,77 @@ async fn a_picture_change_starts_one_group() {
         "keyframes after the change at {changed_at} ms: {keyframes:?}"
     );
 }
+
+/// On a slow link the teacher repacks the sound while it runs (see
+/// `classbox::abr::sound`): 40 ms packets at 24 kbit/s instead of 20 ms at 32,
+/// with no gap in the capture timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sound_is_repacked_while_it_runs() {
+    use classbox::{
+        abr::sound::Sound,
+        frame::TrackKind,
+        media::capture::{Capture, CaptureSettings},
+    };
+    media::init().unwrap();
+    let profile = media::probe::choose("software").unwrap();
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(512);
+    let (errors, mut error) = tokio::sync::mpsc::unbounded_channel();
+    let capture = Capture::start(
+        &profile,
+        &CaptureSettings {
+            width: 320,
+            height: 240,
+            framerate: 15,
+            video_kbps: 300,
+            audio_kbps: 32,
+            keyframe_interval: 15,
+            test_sources: true,
+            slate: None,
+            echo_cancel: false,
+            video_source: None,
+            audio_source: None,
+            pipelines_dir: None,
+        },
+        frames_tx,
+        Some(errors),
+    )
+    .await
+    .unwrap();
+    // (pts ms, payload bytes) of every sound packet; repacked after the 100th.
+    let mut sound: Vec<(u64, usize)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sound.len() < 180 {
+        tokio::select! {
+            Some(f) = frames.recv() => if f.track == TrackKind::Audio {
+                sound.push((f.pts_us / 1000, f.payload.len()));
+                if sound.len() == 100 {
+                    capture.set_sound(Sound { kbps: 24, frame_ms: 40 });
+                }
+            },
+            Some(e) = error.recv() => panic!("capture failed: {e}"),
+            _ = tokio::time::sleep_until(deadline) => panic!("only {} sound packets", sound.len()),
+        }
+    }
+    // Packet time and payload kbit/s over a stretch of packets.
+    let measure = |packets: &[(u64, usize)]| {
+        let span = packets.last().unwrap().0 - packets[0].0;
+        let mut steps: Vec<u64> = packets.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        steps.sort();
+        let bytes: usize = packets[1..].iter().map(|p| p.1).sum();
+        (steps[steps.len() / 2], bytes as f64 * 8.0 / span as f64)
+    };
+    let (before_ms, before_kbps) = measure(&sound[40..100]);
+    let (after_ms, after_kbps) = measure(&sound[120..]);
+    assert_eq!(
+        (before_ms, after_ms),
+        (20, 40),
+        "packet time before and after"
+    );
+    assert!(
+        after_kbps < 0.9 * before_kbps && after_kbps > 12.0,
+        "{before_kbps:.1} kbit/s of sound before, {after_kbps:.1} after"
+    );
+    // No hole where the packing changed: each packet starts where the last ended.
+    let longest = sound.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+    assert!(longest <= 40, "{longest} ms between two sound packets");
+}

@@ -16,6 +16,7 @@ pub mod ladder;
 mod outage;
 pub mod probe;
 pub mod receivers;
+pub mod sound;
 pub mod usage;
 
 pub use receivers::{Layer, ReceiverSet};
@@ -97,10 +98,13 @@ impl Default for AbrSettings {
     }
 }
 
-/// Opus at `kbps` in 20 ms packets on the wire: each packet carries ~60 bytes of
-/// moq, QUIC and UDP framing besides the sound (115 bytes at 32 kbit/s).
+/// Opus at `kbps` in 20 ms packets on the wire, with their framing (see [`sound`]).
 pub fn audio_wire_kbps(kbps: u32) -> f64 {
-    f64::from(kbps) + 60.0 * 8.0 / 20.0
+    sound::Sound {
+        kbps,
+        frame_ms: sound::FRAME_MS,
+    }
+    .wire_kbps()
 }
 
 #[derive(Debug, Clone)]

@@ -165,6 +165,15 @@ impl ReceiverSet {
         receiver.controller.on_report(now, report)
     }
 
+    /// The sound now takes `kbps` of every link (see [`super::sound`]): what arrives
+    /// less this is what the pictures got.
+    pub fn set_audio_wire_kbps(&mut self, kbps: f64) {
+        self.settings.audio_wire_kbps = kbps;
+        for r in self.boxes.values_mut() {
+            r.controller.settings.audio_wire_kbps = kbps;
+        }
+    }
+
     /// See [`AbrController::expect_burst`]; applies to every box on `layer`.
     pub fn expect_burst(&mut self, layer: Layer, now: Duration, for_how_long: Duration) {
         for r in self.boxes.values_mut().filter(|r| r.layer == layer) {

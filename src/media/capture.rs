@@ -195,6 +195,23 @@ impl Capture {
         video.quirks.set_bitrate(&video.element, kbps);
     }
 
+    /// Change the sound's bitrate and packet time while running (the pipelines'
+    /// `audio_encoder`, opusenc, takes both between two packets). A pipeline whose
+    /// sound encoder is not an opusenc named so keeps its own, with a warning.
+    pub fn set_sound(&self, sound: crate::abr::sound::Sound) {
+        let encoder = self.pipeline.by_name("audio_encoder").filter(|e| {
+            e.find_property("frame-size").is_some() && e.find_property("bitrate").is_some()
+        });
+        let Some(encoder) = encoder else {
+            tracing::warn!(
+                "the pipeline has no opusenc named audio_encoder: its sound stays as it is"
+            );
+            return;
+        };
+        encoder.set_property_from_str("frame-size", &sound.frame_ms.to_string());
+        encoder.set_property("bitrate", (sound.kbps * 1000) as i32);
+    }
+
     /// The codec being encoded now (or about to be, after [`Capture::set_encoder`]).
     pub fn codec(&self) -> VideoCodec {
         self.video.lock().expect("encoder lock").quirks.codec

@@ -17,7 +17,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use crate::{
     abr::{
         AbrSettings, Decision, Layer, ReceiverReport, ReceiverSet, codec::CodecChooser, ladder,
-        usage::EncoderUse,
+        sound::SoundPacing, usage::EncoderUse,
     },
     frame::{Frame, VideoCodec},
     media::{
@@ -144,6 +144,8 @@ pub struct AdaptiveSender {
     layers: LayersWriter,
     video_switch: Arc<AtomicBool>,
     receivers: ReceiverSet,
+    /// The sound's packing, for the slowest classroom's link.
+    sound: SoundPacing,
     codecs: CodecChooser,
     profile: Profile,
     started: tokio::time::Instant,
@@ -232,6 +234,7 @@ impl AdaptiveSender {
             ..Default::default()
         });
         receivers.simulcast = s.adaptive && s.simulcast;
+        let sound = SoundPacing::new(s.audio_kbps);
         let can_h265 = s.allow_h265 && profile.encoder_for(VideoCodec::H265).is_some();
         Ok(Self {
             capture,
@@ -245,6 +248,7 @@ impl AdaptiveSender {
             layers,
             video_switch,
             receivers,
+            sound,
             started: tokio::time::Instant::now(),
             prober,
             stats,
@@ -410,6 +414,11 @@ impl AdaptiveSender {
         let Some(target) = self.receivers.target_kbps(Layer::Main) else {
             return;
         };
+        if let Some(sound) = self.sound.follow(target) {
+            tracing::info!(broadcast = %self.settings.broadcast, kbps = sound.kbps, packet_ms = sound.frame_ms, "sound repacked for the slowest link");
+            self.capture.set_sound(sound);
+            self.receivers.set_audio_wire_kbps(sound.wire_kbps());
+        }
         let arriving = self.receivers.arriving_kbps(Layer::Main);
         let next = self.main.next_rung(now, target, arriving);
         if target == self.main.applied && next == self.main.rung {

@@ -28,8 +28,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// Least delay over the base: about one packet of arrival jitter.
 pub const MIN_DELAY_US: u64 = 30_000;
 /// Delay over the base until the link's jitter has been seen (see the module docs).
-/// The least delay plus whole 20 ms packets, so that shrinking lands on the least.
-pub const START_DELAY_US: u64 = MIN_DELAY_US + 9 * 20_000;
+/// The least delay plus whole packets of 20 ms and of 40 ms (the sound on a slow
+/// link, see [`crate::abr::sound`]), so that shrinking lands on the least.
+pub const START_DELAY_US: u64 = MIN_DELAY_US + 5 * 40_000;
 /// Most delay over the base: beyond this a conversation stalls, so later packets drop.
 pub const MAX_DELAY_US: u64 = 600_000;
 /// Headroom added over the worst recent transit when the delay grows.
@@ -208,11 +209,18 @@ impl<T> Playout<T> {
             return None;
         }
         let mut dropped = 0;
-        if self.should_shrink(now_us) && self.held.len() > 1 {
+        // What dropping this packet saves: the time to the next one's capture (20 ms,
+        // or 40 ms when the teacher packs the sound for a slow link).
+        let mut captures = self.held.values().map(|h| h.capture_us);
+        let step = match (captures.next(), captures.next()) {
+            (Some(this), Some(next)) => Some(next.saturating_sub(this)),
+            _ => None,
+        };
+        if let Some(step) = step
+            && self.should_shrink(now_us, step)
+        {
             // Drop this one; the next plays in its place, one packet sooner.
-            let (_, dropped_held) = self.held.pop_first()?;
-            let next_capture = self.held.first_key_value().map(|(_, h)| h.capture_us)?;
-            let step = next_capture.saturating_sub(dropped_held.capture_us);
+            self.held.pop_first()?;
             self.delay_us = self.delay_us.saturating_sub(step).max(MIN_DELAY_US);
             self.last_shrink_us = now_us;
             self.shrunk += 1;
@@ -246,8 +254,8 @@ impl<T> Playout<T> {
         self.transits.base().unwrap_or(0)
     }
 
-    /// The delay is a packet or more above what the last few seconds needed.
-    fn should_shrink(&self, now_us: u64) -> bool {
+    /// The delay is a packet (`step`) or more above what the last few seconds needed.
+    fn should_shrink(&self, now_us: u64, step: u64) -> bool {
         if now_us.saturating_sub(self.last_shrink_us) < SHRINK_EVERY_US
             || self
                 .first_arrival_us
@@ -261,7 +269,7 @@ impl<T> Playout<T> {
             .worst()
             .map_or(0, |worst| (worst - base).max(0) as u64);
         let wanted = (worst + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
-        self.delay_us >= wanted + 20_000
+        self.delay_us >= wanted + step
     }
 }
 
@@ -334,12 +342,21 @@ mod tests {
         run_with(Playout::new(), delays_ms)
     }
 
-    fn run_with(mut p: Playout<u64>, delays_ms: &[Option<u64>]) -> (Vec<(u64, u64)>, Playout<u64>) {
+    fn run_with(p: Playout<u64>, delays_ms: &[Option<u64>]) -> (Vec<(u64, u64)>, Playout<u64>) {
+        run_every(PACKET_US, p, delays_ms)
+    }
+
+    /// As [`run_with`], packets captured every `packet_us`.
+    fn run_every(
+        packet_us: u64,
+        mut p: Playout<u64>,
+        delays_ms: &[Option<u64>],
+    ) -> (Vec<(u64, u64)>, Playout<u64>) {
         let mut arrivals: Vec<(u64, u64, u64)> = delays_ms
             .iter()
             .enumerate()
             .filter_map(|(seq, d)| {
-                let capture = CLOCK_OFFSET_US + seq as u64 * PACKET_US;
+                let capture = CLOCK_OFFSET_US + seq as u64 * packet_us;
                 d.map(|d| (capture - CLOCK_OFFSET_US + d * 1000, seq as u64, capture))
             })
             .collect();
@@ -388,6 +405,29 @@ mod tests {
         let last = released.last().unwrap();
         assert_eq!(last.1, last.0 * 20 + 40 + 30);
         assert_eq!(longest_gap(&released), 20);
+    }
+
+    #[test]
+    fn packets_of_40_ms_come_down_to_the_least_delay_and_ride_a_spike() {
+        // The teacher's sound on a slow link: half as many packets, twice as long.
+        let (released, p) = run_every(40_000, Playout::new(), &vec![Some(40); 150]);
+        assert_eq!(released.len() as u64 + p.shrunk, 150, "none lost");
+        assert_eq!(p.delay_us(), MIN_DELAY_US);
+        assert_eq!(longest_gap(&released), 40);
+
+        let mut delays: Vec<Option<u64>> = vec![Some(40); 25];
+        delays.extend((0..12).map(|i| Some(40 + i * 30)));
+        delays.extend((0..12).map(|i| Some(400 - i * 28)));
+        delays.extend(vec![Some(40); 125]);
+        let (released, p) = run_every(40_000, Playout::new(), &delays);
+        assert_eq!(released.len() as u64 + p.shrunk, delays.len() as u64);
+        assert!(stalls_over_100ms(&released) <= 1);
+        assert!(released.windows(2).all(|w| w[1].0 > w[0].0));
+        assert!(
+            p.delay_us() < MIN_DELAY_US + 40_000,
+            "back within a packet of the least after the spike: {}",
+            p.delay_us()
+        );
     }
 
     #[test]
