@@ -158,6 +158,11 @@ pub struct TeacherConfig {
     pub simulcast: bool,
     /// Where the classrooms' return feeds are shown: auto, window or headless.
     pub feed_display: DisplayMode,
+    /// On a slow link (the picture under 300 kbit/s) send the sound in 40 ms packets
+    /// at no more than 24 kbit/s, leaving the picture 20 kbit/s more (see
+    /// [`crate::abr::sound`]). Off: the sound stays at `audio_kbps` in 20 ms packets
+    /// on every link (a music lesson, say).
+    pub slow_link_sound: bool,
 }
 
 impl Default for TeacherConfig {
@@ -174,6 +179,7 @@ impl Default for TeacherConfig {
             adaptive: true,
             simulcast: true,
             feed_display: DisplayMode::Auto,
+            slow_link_sound: true,
         }
     }
 }

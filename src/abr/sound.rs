@@ -52,14 +52,18 @@ impl Sound {
 #[derive(Debug, Clone)]
 pub struct SoundPacing {
     configured_kbps: u32,
+    /// Whether a slow link repacks the sound at all (`teacher.slow_link_sound`).
+    repack: bool,
     slow: bool,
 }
 
 impl SoundPacing {
-    /// The teacher's configured bitrate, in 20 ms packets until a slow link shows.
-    pub fn new(configured_kbps: u32) -> Self {
+    /// The teacher's configured bitrate, in 20 ms packets until a slow link shows
+    /// (never, without `repack`).
+    pub fn new(configured_kbps: u32, repack: bool) -> Self {
         Self {
             configured_kbps,
+            repack,
             slow: false,
         }
     }
@@ -81,7 +85,9 @@ impl SoundPacing {
     /// The main encoding's target is now `video_kbps` (0 for audio-only): the new
     /// sound when it changes.
     pub fn follow(&mut self, video_kbps: u32) -> Option<Sound> {
-        let slow = if self.slow {
+        let slow = if !self.repack {
+            false
+        } else if self.slow {
             video_kbps <= FAST_ABOVE_KBPS
         } else {
             video_kbps < SLOW_BELOW_KBPS
@@ -99,7 +105,7 @@ mod tests {
 
     #[test]
     fn a_slow_link_gets_fewer_larger_packets_and_a_fast_one_gets_them_back() {
-        let mut pacing = SoundPacing::new(32);
+        let mut pacing = SoundPacing::new(32, true);
         let normal = pacing.sound();
         assert_eq!(
             normal,
@@ -131,13 +137,27 @@ mod tests {
 
     #[test]
     fn a_low_configured_bitrate_is_kept_on_a_slow_link() {
-        let mut pacing = SoundPacing::new(16);
+        let mut pacing = SoundPacing::new(16, true);
         assert_eq!(
             pacing.follow(200),
             Some(Sound {
                 kbps: 16,
                 frame_ms: 40
             })
+        );
+    }
+
+    #[test]
+    fn without_repacking_the_sound_stays_as_configured() {
+        let mut pacing = SoundPacing::new(64, false);
+        assert_eq!(pacing.follow(100), None);
+        assert_eq!(pacing.follow(0), None);
+        assert_eq!(
+            pacing.sound(),
+            Sound {
+                kbps: 64,
+                frame_ms: 20
+            }
         );
     }
 }

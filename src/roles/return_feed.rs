@@ -90,6 +90,8 @@ pub async fn run(feed: ReturnFeed, shutdown: CancellationToken) {
         // would show nothing there.
         probe: false,
         simulcast: false,
+        // The school's uplink is as slow as its downlink.
+        slow_link_sound: true,
     };
     // The teacher's reports about this feed.
     let (reports_tx, mut reports) = mpsc::channel(64);

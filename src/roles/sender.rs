@@ -67,6 +67,8 @@ pub struct SenderSettings {
     /// A second encoding for receivers on much faster links (see
     /// [`crate::abr::Layer`]): the lesson, with several classrooms.
     pub simulcast: bool,
+    /// Repack the sound on a slow link (see [`crate::abr::sound`]).
+    pub slow_link_sound: bool,
 }
 
 /// One encoding's state: its rung of the ladder, and what its encoder does.
@@ -234,7 +236,7 @@ impl AdaptiveSender {
             ..Default::default()
         });
         receivers.simulcast = s.adaptive && s.simulcast;
-        let sound = SoundPacing::new(s.audio_kbps);
+        let sound = SoundPacing::new(s.audio_kbps, s.slow_link_sound);
         let can_h265 = s.allow_h265 && profile.encoder_for(VideoCodec::H265).is_some();
         Ok(Self {
             capture,

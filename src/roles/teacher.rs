@@ -63,6 +63,7 @@ pub async fn run(
             allow_h265: config.media.h265 != crate::config::H265Mode::Off,
             probe: true,
             simulcast: config.teacher.simulcast,
+            slow_link_sound: config.teacher.slow_link_sound,
         },
         stats.clone(),
     )
