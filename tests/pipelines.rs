@@ -175,10 +175,7 @@ fn every_pipeline_file_parses_links_and_names_what_the_code_binds() {
 /// pipelines run (the classroom with the lesson on speakers and its microphone live).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
-    use classbox::media::{
-        capture::{Capture, CaptureSettings},
-        display::{Display, DisplaySettings, Output},
-    };
+    use classbox::media::display::{Display, DisplaySettings, Output};
     media::init().unwrap();
     if !media::probe::has("webrtcdsp") {
         println!("SKIPPED: webrtcdsp is not installed here (gstreamer1.0-plugins-bad)");
@@ -202,29 +199,8 @@ async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
     )
     .await
     .unwrap();
-    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(512);
-    let (capture_errors, mut capture_err) = tokio::sync::mpsc::unbounded_channel();
-    let _microphone = Capture::start(
-        &profile,
-        &CaptureSettings {
-            width: 320,
-            height: 240,
-            framerate: 15,
-            video_kbps: 300,
-            audio_kbps: 24,
-            keyframe_interval: 15,
-            test_sources: true,
-            slate: None,
-            echo_cancel: true,
-            video_source: None,
-            audio_source: None,
-            pipelines_dir: None,
-        },
-        frames_tx,
-        Some(capture_errors),
-    )
-    .await
-    .unwrap();
+    let (_microphone, mut frames, mut capture_err) =
+        start_test_capture((320, 240, 15), 300, 24, true).await;
     let mut audio = 0;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while audio < 50 {
@@ -242,35 +218,10 @@ async fn echo_cancellation_pairs_the_microphone_with_the_speakers() {
 /// the first before a classroom on 300 kbit/s has even received it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_picture_change_starts_one_group() {
-    use classbox::{
-        frame::TrackKind,
-        media::capture::{Capture, CaptureSettings},
-    };
+    use classbox::frame::TrackKind;
     media::init().unwrap();
-    let profile = media::probe::choose("software").unwrap();
-    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(512);
-    let (errors, mut error) = tokio::sync::mpsc::unbounded_channel();
-    let capture = Capture::start(
-        &profile,
-        &CaptureSettings {
-            width: 854,
-            height: 480,
-            framerate: 25,
-            video_kbps: 1800,
-            audio_kbps: 32,
-            keyframe_interval: 25,
-            test_sources: true,
-            slate: None,
-            echo_cancel: false,
-            video_source: None,
-            audio_source: None,
-            pipelines_dir: None,
-        },
-        frames_tx,
-        Some(errors),
-    )
-    .await
-    .unwrap();
+    let (capture, mut frames, mut error) =
+        start_test_capture((854, 480, 25), 1800, 32, false).await;
     // (pts ms, keyframe) of every picture, the change made after the 30th.
     let mut pictures = Vec::new();
     let mut changed_at = None;
@@ -307,36 +258,9 @@ async fn a_picture_change_starts_one_group() {
 /// with no gap in the capture timeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sound_is_repacked_while_it_runs() {
-    use classbox::{
-        abr::sound::Sound,
-        frame::TrackKind,
-        media::capture::{Capture, CaptureSettings},
-    };
+    use classbox::{abr::sound::Sound, frame::TrackKind};
     media::init().unwrap();
-    let profile = media::probe::choose("software").unwrap();
-    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(512);
-    let (errors, mut error) = tokio::sync::mpsc::unbounded_channel();
-    let capture = Capture::start(
-        &profile,
-        &CaptureSettings {
-            width: 320,
-            height: 240,
-            framerate: 15,
-            video_kbps: 300,
-            audio_kbps: 32,
-            keyframe_interval: 15,
-            test_sources: true,
-            slate: None,
-            echo_cancel: false,
-            video_source: None,
-            audio_source: None,
-            pipelines_dir: None,
-        },
-        frames_tx,
-        Some(errors),
-    )
-    .await
-    .unwrap();
+    let (capture, mut frames, mut error) = start_test_capture((320, 240, 15), 300, 32, false).await;
     // (pts ms, payload bytes) of every sound packet; repacked after the 100th.
     let mut sound: Vec<(u64, usize)> = Vec::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -374,4 +298,44 @@ async fn the_sound_is_repacked_while_it_runs() {
     // No hole where the packing changed: each packet starts where the last ended.
     let longest = sound.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
     assert!(longest <= 40, "{longest} ms between two sound packets");
+}
+
+/// A teacher's capture from the test sources with the software profile, a keyframe a
+/// second: the capture, its frames and its errors.
+async fn start_test_capture(
+    (width, height, framerate): (u32, u32, u32),
+    video_kbps: u32,
+    audio_kbps: u32,
+    echo_cancel: bool,
+) -> (
+    classbox::media::capture::Capture,
+    tokio::sync::mpsc::Receiver<classbox::frame::Frame>,
+    tokio::sync::mpsc::UnboundedReceiver<media::MediaError>,
+) {
+    use classbox::media::capture::{Capture, CaptureSettings};
+    let profile = media::probe::choose("software").unwrap();
+    let (frames_tx, frames) = tokio::sync::mpsc::channel(512);
+    let (errors_tx, errors) = tokio::sync::mpsc::unbounded_channel();
+    let capture = Capture::start(
+        &profile,
+        &CaptureSettings {
+            width,
+            height,
+            framerate,
+            video_kbps,
+            audio_kbps,
+            keyframe_interval: framerate,
+            test_sources: true,
+            slate: None,
+            echo_cancel,
+            video_source: None,
+            audio_source: None,
+            pipelines_dir: None,
+        },
+        frames_tx,
+        Some(errors_tx),
+    )
+    .await
+    .unwrap();
+    (capture, frames, errors)
 }
