@@ -269,7 +269,7 @@ async fn the_sound_is_repacked_while_it_runs() {
             Some(f) = frames.recv() => if f.track == TrackKind::Audio {
                 sound.push((f.pts_us / 1000, f.payload.len()));
                 if sound.len() == 100 {
-                    capture.set_sound(Sound { kbps: 24, frame_ms: 40 });
+                    assert!(capture.set_sound(Sound { kbps: 24, frame_ms: 40 }));
                 }
             },
             Some(e) = error.recv() => panic!("capture failed: {e}"),

@@ -197,8 +197,8 @@ impl Capture {
 
     /// Change the sound's bitrate and packet time while running (the pipelines'
     /// `audio_encoder`, opusenc, takes both between two packets). A pipeline whose
-    /// sound encoder is not an opusenc named so keeps its own, with a warning.
-    pub fn set_sound(&self, sound: crate::abr::sound::Sound) {
+    /// sound encoder is not an opusenc named so keeps its own, with a warning (false).
+    pub fn set_sound(&self, sound: crate::abr::sound::Sound) -> bool {
         let encoder = self.pipeline.by_name("audio_encoder").filter(|e| {
             e.find_property("frame-size").is_some() && e.find_property("bitrate").is_some()
         });
@@ -206,10 +206,11 @@ impl Capture {
             tracing::warn!(
                 "the pipeline has no opusenc named audio_encoder: its sound stays as it is"
             );
-            return;
+            return false;
         };
         encoder.set_property_from_str("frame-size", &sound.frame_ms.to_string());
         encoder.set_property("bitrate", (sound.kbps * 1000) as i32);
+        true
     }
 
     /// The codec being encoded now (or about to be, after [`Capture::set_encoder`]).

@@ -416,9 +416,10 @@ impl AdaptiveSender {
         let Some(target) = self.receivers.target_kbps(Layer::Main) else {
             return;
         };
-        if let Some(sound) = self.sound.follow(target) {
+        if let Some(sound) = self.sound.follow(target)
+            && self.capture.set_sound(sound)
+        {
             tracing::info!(broadcast = %self.settings.broadcast, kbps = sound.kbps, packet_ms = sound.frame_ms, "sound repacked for the slowest link");
-            self.capture.set_sound(sound);
             self.receivers.set_audio_wire_kbps(sound.wire_kbps());
         }
         let arriving = self.receivers.arriving_kbps(Layer::Main);
