@@ -6,12 +6,13 @@
 //! the picture. On a slow link the sound goes in 40 ms packets, which halves the
 //! framing, at no more than 24 kbit/s (speech-tuned Opus stays clear there): 36 kbit/s
 //! in all. The cost is 20 ms more delay for the sound and, as pictures wait for
-//! their sound, for the picture (measured: 174 -> 202 ms median on 250 kbit/s, with
-//! 65 -> 74% of the link for the picture); on 500 kbit/s the same cost bought 2%
-//! more picture, so only a link under about 400 kbit/s is slow. Opus changes packet size and bitrate between two packets, and the
-//! classroom's playout buffer times each packet by its capture time, so the switch
-//! makes no sound of its own. (Video-call apps do the same: WebRTC's Opus raises
-//! its packet time on a poor link.)
+//! their sound, for the picture (measured on 250 kbit/s: a median of 202-239 ms
+//! instead of 174-177, with 74-77% of the link for the picture instead of 65-67%);
+//! on 500 kbit/s the same cost bought 2% more picture, so only a link under about
+//! 400 kbit/s is slow. Opus changes packet size and bitrate between two packets, and
+//! the classroom's playout buffer times each packet by its capture time, so the switch
+//! makes no sound of its own. (WebRTC's audio network adaptor can do the same: it
+//! lengthens Opus frames when the bandwidth is low.)
 //!
 //! The slowest classroom decides: the sound is one track for every classroom, and the
 //! main encoding follows the slowest. Sans-IO: the sender feeds it the main
