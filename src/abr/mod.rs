@@ -93,18 +93,9 @@ impl Default for AbrSettings {
             step: Duration::from_millis(250),
             settle: Duration::from_millis(750),
             silence: Duration::from_millis(1500),
-            audio_wire_kbps: audio_wire_kbps(32),
+            audio_wire_kbps: sound::Sound::in_20ms_packets(32).wire_kbps(),
         }
     }
-}
-
-/// Opus at `kbps` in 20 ms packets on the wire, with their framing (see [`sound`]).
-pub fn audio_wire_kbps(kbps: u32) -> f64 {
-    sound::Sound {
-        kbps,
-        frame_ms: sound::FRAME_MS,
-    }
-    .wire_kbps()
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,14 @@ pub struct Sound {
 }
 
 impl Sound {
+    /// Opus at `kbps` in the pipelines' own 20 ms packets.
+    pub fn in_20ms_packets(kbps: u32) -> Self {
+        Self {
+            kbps,
+            frame_ms: FRAME_MS,
+        }
+    }
+
     /// What the sound takes of the link with its packets' framing, kbit/s.
     pub fn wire_kbps(&self) -> f64 {
         f64::from(self.kbps) + FRAMING_BYTES * 8.0 / f64::from(self.frame_ms.max(1))
@@ -76,10 +84,7 @@ impl SoundPacing {
                 frame_ms: SLOW_FRAME_MS,
             }
         } else {
-            Sound {
-                kbps: self.configured_kbps,
-                frame_ms: FRAME_MS,
-            }
+            Sound::in_20ms_packets(self.configured_kbps)
         }
     }
 

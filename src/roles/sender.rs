@@ -229,14 +229,14 @@ impl AdaptiveSender {
             let stats = stats.clone();
             async move { publisher.run(frames_rx, fast_rx, &stats).await }
         });
+        let sound = SoundPacing::new(s.audio_kbps, s.slow_link_sound);
         let mut receivers = ReceiverSet::new(AbrSettings {
             start_kbps: s.video_kbps,
             max_kbps: s.max_kbps,
-            audio_wire_kbps: crate::abr::audio_wire_kbps(s.audio_kbps),
+            audio_wire_kbps: sound.sound().wire_kbps(),
             ..Default::default()
         });
         receivers.simulcast = s.adaptive && s.simulcast;
-        let sound = SoundPacing::new(s.audio_kbps, s.slow_link_sound);
         let can_h265 = s.allow_h265 && profile.encoder_for(VideoCodec::H265).is_some();
         Ok(Self {
             capture,
