@@ -277,6 +277,13 @@ impl LessonStats {
             .then(|| b1.saturating_sub(b0) as f64 * 8.0 / 1000.0 / ((t1 - t0) as f64 / 1e6))
     }
 
+    /// The link to the relay just fell, to about this, kbit/s (see
+    /// [`crate::transport::dispersion::Dispersion::fell_kbps`]).
+    pub fn link_fell(&self) -> Option<f64> {
+        (self.connection.lock().expect("stats lock").as_ref())
+            .and_then(|(_, meter)| meter.fell_kbps())
+    }
+
     /// Summarise the last second for the sender's bitrate controller.
     pub fn receiver_report(&self, state: &mut ReportState) -> crate::abr::ReceiverReport {
         let now = unix_micros();
@@ -336,6 +343,7 @@ impl LessonStats {
         let received_kbps = self.link_kbps(now, state).unwrap_or(received_kbps);
         let capacity = (self.connection.lock().expect("stats lock").as_ref())
             .and_then(|(_, meter)| meter.kbps());
+        let fell_kbps = self.link_fell();
         let video = self.totals(TrackKind::Video);
         let report = crate::abr::ReceiverReport {
             received_kbps,
@@ -347,6 +355,7 @@ impl LessonStats {
             codecs: Vec::new(),
             // The link carried at least what arrived.
             capacity_kbps: capacity.map(|kbps| kbps.max(received_kbps)),
+            fell_kbps,
         };
         state.last_skipped = video.groups_skipped;
         state.last_video_frames = video.received_frames;

@@ -12,6 +12,7 @@
 
 mod capacity;
 pub mod codec;
+mod collapse;
 pub mod ladder;
 mod outage;
 pub mod probe;
@@ -50,6 +51,10 @@ pub struct ReceiverReport {
     /// few packets lately, or a box from before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_kbps: Option<f64>,
+    /// The link just fell, to about this, kbit/s (see [`collapse`]); `None`: no
+    /// news of a drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fell_kbps: Option<f64>,
 }
 
 /// The controller's verdict on one input.
@@ -333,6 +338,9 @@ impl AbrController {
         let calm = report.queue_delay_ms < probe::CALM_BELOW_MS && report.video_frames > 0;
         self.calm_reports = if calm { self.calm_reports + 1 } else { 0 };
         let in_grace = self.grace_until.is_some_and(|until| now < until);
+        if let Some(decision) = self.on_collapse(now, report, video, reference, in_grace) {
+            return decision;
+        }
 
         // Joining a link slower than the start rate. The join grace (above) hides
         // the queue, and the rules below wait a second of reports after it: a

@@ -1,6 +1,7 @@
 use super::*;
 
 mod capacity;
+mod collapse;
 mod outage;
 mod probe;
 mod simulcast;
@@ -46,6 +47,7 @@ impl SimLink {
                 .measured
                 .filter(|_| self.capacity_kbps > 0.0)
                 .map(|reads| reads * self.capacity_kbps),
+            fell_kbps: None,
         }
     }
 }

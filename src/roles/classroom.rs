@@ -129,10 +129,22 @@ pub async fn run(
         async move {
             let mut state = ReportState::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            // A link that just fell is news now, not at the next report: each report
+            // of waiting is a quarter second more of the old rate sent into the new
+            // link (see `abr::collapse`). One such report a second at most.
+            let mut watch = tokio::time::interval(std::time::Duration::from_millis(50));
+            let mut told_fall: Option<std::time::Instant> = None;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {}
+                    _ = watch.tick() => {
+                        let recent = told_fall.is_some_and(|t| t.elapsed().as_secs() < 1);
+                        if recent || stats.link_fell().is_none() {
+                            continue;
+                        }
+                        told_fall = Some(std::time::Instant::now());
+                    }
                 }
                 let mut report = stats.receiver_report(&mut state);
                 let need_h264 = lan.as_ref().is_some_and(|l| l.wants_h264());

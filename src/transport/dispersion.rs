@@ -45,6 +45,12 @@ const WINDOW_US: u64 = 1_000_000;
 const MIN_PAIRS: usize = 8;
 /// The estimate: this percentile of the window's pairs (see the module docs).
 const PERCENTILE: f64 = 0.8;
+/// Pairs this recent tell whether the link just fell (see [`Dispersion::fell_kbps`])...
+const FELL_WINDOW_US: u64 = 250_000;
+/// ...when there are at least this many...
+const FELL_PAIRS: usize = 3;
+/// ...and every one reads under this share of the estimate from the pairs before.
+const FELL_SHARE: f64 = 1.0 / 3.0;
 
 #[derive(Debug, Default)]
 pub struct Dispersion {
@@ -99,16 +105,40 @@ impl Dispersion {
         if self.pairs.len() < MIN_PAIRS {
             return None;
         }
-        let mut rates: Vec<f64> = self.pairs.iter().map(|&(_, r)| r).collect();
-        rates.sort_by(f64::total_cmp);
-        let at = ((rates.len() - 1) as f64 * PERCENTILE).round() as usize;
-        Some(rates[at] / 1000.0)
+        let rates = self.pairs.iter().map(|&(_, r)| r).collect();
+        Some(percentile(rates, PERCENTILE) / 1000.0)
+    }
+
+    /// The link just fell, to about this, kbit/s: the last [`FELL_WINDOW_US`]'s
+    /// pairs all read under [`FELL_SHARE`] of what the pairs of the second before
+    /// read. The estimate above needs most of its second's pairs to change, 0.8 s
+    /// after a drop from 2 Mbit/s to 300k (by which time the relay has sent a
+    /// second of the old rate into the new link); this tells within a quarter
+    /// second. `None`: no drop, or too few pairs to tell.
+    pub fn fell_kbps(&mut self, now_us: u64) -> Option<f64> {
+        self.forget(now_us);
+        let since = now_us.saturating_sub(FELL_WINDOW_US);
+        let split = self.pairs.partition_point(|&(t, _)| t < since);
+        let (before, recent) = self.pairs.make_contiguous().split_at(split);
+        if recent.len() < FELL_PAIRS || before.len() < MIN_PAIRS {
+            return None;
+        }
+        let was = percentile(before.iter().map(|&(_, r)| r).collect(), PERCENTILE);
+        let recent: Vec<f64> = recent.iter().map(|&(_, r)| r).collect();
+        let fastest = recent.iter().copied().fold(0.0, f64::max);
+        (fastest < FELL_SHARE * was).then(|| percentile(recent, 0.5) / 1000.0)
     }
 
     /// Start again (a new connection: perhaps another path).
     pub fn reset(&mut self) {
         *self = Self::default();
     }
+}
+
+/// The `p`th percentile of `rates` (not empty).
+fn percentile(mut rates: Vec<f64>, p: f64) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[((rates.len() - 1) as f64 * p).round() as usize]
 }
 
 /// A [`Dispersion`] on the monotonic clock, shared by the socket and the reports.
@@ -140,6 +170,12 @@ impl CapacityMeter {
     pub fn kbps(&self) -> Option<f64> {
         let now = self.now_us();
         self.lock().capacity_kbps(now)
+    }
+
+    /// The link just fell, to about this, kbit/s (see [`Dispersion::fell_kbps`]).
+    pub fn fell_kbps(&self) -> Option<f64> {
+        let now = self.now_us();
+        self.lock().fell_kbps(now)
     }
 
     pub fn reset(&self) {
@@ -279,6 +315,38 @@ mod tests {
         let got = d.capacity_kbps(6_000_000);
         assert!(near(got, 300.0), "after the drop: {got:?}");
         assert_eq!(d.capacity_kbps(8_000_000), None, "two seconds of nothing");
+    }
+
+    #[test]
+    fn a_drop_is_told_within_a_quarter_second() {
+        let mut d = Dispersion::default();
+        through_link(&mut d, 2000.0, 3, 40_000, (0, 5_000_000));
+        assert_eq!(d.fell_kbps(5_000_000), None, "a steady link");
+        // The old rate's packets queued at the new link's entrance come out 300
+        // kbit/s apart, a sound packet after every third picture packet.
+        let full_us = (1452.0 * 8.0 / 300.0 * 1000.0) as u64;
+        let told = (1..20u64).find_map(|i| {
+            let at = 5_010_000 + i * full_us;
+            d.on_datagram(at, 1452);
+            if i % 3 == 0 {
+                d.on_datagram(at + 5_000, 120);
+            }
+            d.fell_kbps(at + 5_000).map(|kbps| (at - 5_000_000, kbps))
+        });
+        let (after_us, kbps) = told.expect("the drop was not told");
+        assert!(after_us <= 250_000, "told after {after_us} µs");
+        assert!(near(Some(kbps), 300.0), "fell to {kbps}");
+    }
+
+    #[test]
+    fn a_link_that_rises_or_wobbles_has_not_fallen() {
+        let mut d = Dispersion::default();
+        through_link(&mut d, 500.0, 2, 40_000, (0, 3_000_000));
+        through_link(&mut d, 2000.0, 2, 40_000, (3_000_000, 1_000_000));
+        through_link(&mut d, 1200.0, 2, 40_000, (4_000_000, 1_000_000));
+        for ms in (3_000..5_000).step_by(50) {
+            assert_eq!(d.fell_kbps(ms * 1000), None, "at {ms} ms");
+        }
     }
 
     #[test]
