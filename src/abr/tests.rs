@@ -205,6 +205,18 @@ fn clear_report(
     )
 }
 
+/// A controller grown to `kbps` on a clear link with all it sends arriving, and its
+/// clock 4 s later.
+fn grown_to(kbps: u32) -> (AbrController, Duration) {
+    let mut abr = AbrController::new(AbrSettings::default());
+    let mut clock = Duration::ZERO;
+    while abr.target_kbps() < kbps {
+        let target = f64::from(abr.target_kbps());
+        clear_report(&mut abr, &mut clock, target + 56.0, 10.0, 6);
+    }
+    (abr, clock + Duration::from_secs(4))
+}
+
 /// A fresh controller after `reports` clear reports of `kbps` with `frames` pictures.
 fn settled(reports: usize, kbps: f64, frames: u64) -> (AbrController, Duration) {
     let mut abr = AbrController::new(AbrSettings::default());
@@ -307,13 +319,7 @@ fn a_deep_queue_after_a_drop_cuts_to_what_arrives() {
     // As measured: 1.7 Mbit/s sent when the link fell to 300k; a report with 596 ms
     // of queue and 301 kbit/s arriving. The cut goes under what the pictures can
     // have of 300k (~245 kbit/s less headers), not to a seventh of the old target.
-    let mut abr = AbrController::new(AbrSettings::default());
-    let mut clock = Duration::ZERO;
-    while abr.target_kbps() < 1700 {
-        let target = f64::from(abr.target_kbps());
-        clear_report(&mut abr, &mut clock, target + 56.0, 10.0, 6);
-    }
-    clock += Duration::from_secs(4);
+    let (mut abr, clock) = grown_to(1700);
     let cut = abr.on_report(
         clock,
         &ReceiverReport {

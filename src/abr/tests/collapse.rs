@@ -4,13 +4,7 @@ use super::*;
 
 /// A controller grown to about 1.7 Mbit/s on a clear link, and its clock.
 fn at_full_rate() -> (AbrController, Duration) {
-    let mut abr = AbrController::new(AbrSettings::default());
-    let mut clock = Duration::ZERO;
-    while abr.target_kbps() < 1700 {
-        let target = f64::from(abr.target_kbps());
-        clear_report(&mut abr, &mut clock, target + 56.0, 10.0, 6);
-    }
-    clock += Duration::from_secs(4);
+    let (mut abr, mut clock) = grown_to(1700);
     let target = f64::from(abr.target_kbps());
     clear_report(&mut abr, &mut clock, target + 56.0, 4.0, 6);
     (abr, clock)
