@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use super::{AbrController, Decision, ReceiverReport, probe};
+use super::{AbrController, Decision, ReceiverReport, elapsed, probe};
 
 /// Share of the measured capacity that pictures and sound may use together: what is
 /// left covers retransmissions (1% loss) and the bursts a keyframe makes, and keeps
@@ -65,7 +65,7 @@ impl AbrController {
         room: f64,
         report: &ReceiverReport,
     ) -> Option<Decision> {
-        let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
+        let since = |t| elapsed(now, t);
         // The least room since the last cut: a cut in the moment of a drop comes
         // before the measure shows it (the queue tells first), and the room it
         // then saw is the old link's.

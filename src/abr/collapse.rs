@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use super::{AbrController, Decision, ReceiverReport, ladder};
+use super::{AbrController, Decision, ReceiverReport, elapsed};
 
 /// What arrives under this share of what is sent (pictures and sound)...
 const ARRIVING_BELOW: f64 = 0.35;
@@ -46,13 +46,7 @@ impl AbrController {
         in_grace: bool,
     ) -> Option<Decision> {
         let s = &self.settings;
-        let audio_only = self.target_kbps < f64::from(ladder::min_kbps());
-        let sent = self
-            .produced_kbps
-            .map_or(self.target_kbps, |made| made.min(self.target_kbps));
-        let since_cut = self
-            .last_decrease
-            .map_or(Duration::MAX, |t| now.saturating_sub(t));
+        let sent = self.sent_kbps();
         // The box's word for the new rate, else what arrived with the delay climbing.
         let arriving = match report.fell_kbps {
             Some(fell) => fell.min(report.received_kbps),
@@ -61,8 +55,8 @@ impl AbrController {
         };
         let collapsed = self.joined
             && !in_grace
-            && !audio_only
-            && since_cut >= s.step
+            && !self.audio_only()
+            && elapsed(now, self.last_decrease) >= s.step
             && arriving < ARRIVING_BELOW * (sent + s.audio_wire_kbps);
         if !collapsed {
             return None;

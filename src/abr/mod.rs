@@ -249,6 +249,20 @@ impl AbrController {
         (!self.app_limited).then(|| arriving / produced)
     }
 
+    /// Whether the target is under the lowest rung: only the sound is sent.
+    fn audio_only(&self) -> bool {
+        self.target_kbps < f64::from(ladder::min_kbps())
+    }
+
+    /// What is sent of pictures, kbit/s: this box's target or what the encoder made,
+    /// the less. A box sharing the encoding with a slower one gets less than it asks
+    /// for, and taking that for a starving link cut a 2 Mbit/s classroom under the
+    /// 300k one and the shared encoding with it.
+    fn sent_kbps(&self) -> f64 {
+        self.produced_kbps
+            .map_or(self.target_kbps, |made| made.min(self.target_kbps))
+    }
+
     /// What the pictures got over the last [`ARRIVALS_KEPT`] reports, kbit/s.
     fn recent_arriving(&self) -> f64 {
         self.recent_arrivals.iter().sum::<f64>() / self.recent_arrivals.len().max(1) as f64
@@ -284,7 +298,7 @@ impl AbrController {
         {
             return decision;
         }
-        let since = |t: Option<Duration>| t.map(|t| now.saturating_sub(t)).unwrap_or(Duration::MAX);
+        let since = |t| elapsed(now, t);
 
         if let Some(padded) = padded
             && let Some(decision) = self.on_padded_report(now, video, padded, report)
@@ -368,14 +382,8 @@ impl AbrController {
         // drop to 300k the link stayed full (sound first, then the stale backlog)
         // while no picture came for 1.2 s and the target stayed 20% over the link.
         // (Audio-only sends no pictures: none arriving is no news then.)
-        // What is sent is this box's target or what the encoder made, the less: a
-        // box sharing the encoding with a slower one gets less than it asks for, and
-        // taking that for a starving link cut a 2 Mbit/s classroom under the 300k one
-        // and the shared encoding with it.
-        let audio_only = self.target_kbps < f64::from(ladder::min_kbps());
-        let sent = self
-            .produced_kbps
-            .map_or(self.target_kbps, |made| made.min(self.target_kbps));
+        let audio_only = self.audio_only();
+        let sent = self.sent_kbps();
         let short = self.joined
             && !self.app_limited
             && !in_grace
@@ -566,6 +574,11 @@ impl AbrController {
         }
         Decision::Hold
     }
+}
+
+/// Time from `t` to `now`; forever when `t` never happened.
+fn elapsed(now: Duration, t: Option<Duration>) -> Duration {
+    t.map_or(Duration::MAX, |t| now.saturating_sub(t))
 }
 
 #[cfg(test)]
